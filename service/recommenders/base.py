@@ -1,0 +1,296 @@
+"""The API every recommender shares, and the state they all learn from a dataset.
+
+A recommender follows scikit-learn's conventions: hyperparameters are keyword arguments stored
+untouched by ``__init__``, :meth:`Recommender.fit` validates and learns, learned state ends with an
+underscore, and every query raises :class:`~sklearn.exceptions.NotFittedError` before ``fit``.
+Subclasses implement four scoring hooks over the whole catalogue; this class turns scores into
+ranked ``(item_id, score)`` pairs, excludes what a user has already rated and answers unknown users
+with the popularity fallback.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from service.datasets import Dataset
+
+__all__ = [
+    "Catalogue",
+    "FloatArray",
+    "NotFittedError",
+    "Recommendations",
+    "Recommender",
+    "UnknownItemError",
+    "is_fitted",
+    "top_k",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+
+class UnknownItemError(KeyError):
+    """An item id is not in the catalogue the model was trained on."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+    def __str__(self) -> str:
+        return f"unknown item id {self.item_id!r}: it is not in the trained model's catalogue"
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Ranked ``(item_id, score)`` pairs; ``cold_start`` when the popularity fallback answered."""
+
+    items: list[tuple[str, float]]
+    cold_start: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Catalogue:
+    """The fields a response shows for each item, so a model can serve without the dataset."""
+
+    ids: pd.Index
+    names: npt.NDArray[np.object_]
+    categories: list[list[str]]
+    cities: npt.NDArray[np.object_]
+    _positions: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_positions", {key: i for i, key in enumerate(self.ids)})
+
+    @classmethod
+    def from_items(cls, items: pd.DataFrame) -> Catalogue:
+        return cls(
+            ids=pd.Index(items["id"].astype(str), dtype=object),
+            names=items["name"].astype(str).to_numpy(dtype=object),
+            categories=[list(c) for c in items["categories"]],
+            cities=items["city"].fillna("").astype(str).to_numpy(dtype=object),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_positions", None)  # rebuilt on load: cheaper than storing it
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def position(self, item_id: str) -> int:
+        """Return the row of ``item_id``; raise :class:`UnknownItemError` when absent."""
+        try:
+            return self._positions[item_id]
+        except KeyError:
+            raise UnknownItemError(item_id) from None
+
+    def describe(self, item_id: str) -> dict[str, Any]:
+        """Return ``{id, name, categories, city}`` for one item."""
+        row = self.position(item_id)
+        return {
+            "id": item_id,
+            "name": self.names[row],
+            "categories": list(self.categories[row]),
+            "city": self.cities[row] or None,
+        }
+
+
+def is_fitted(model: object) -> bool:
+    """Whether ``model`` has been fitted (scikit-learn's rule, or the model's own)."""
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        return False
+    return True
+
+
+def top_k(scores: FloatArray, n: int, exclude: IntArray | None = None) -> IntArray:
+    """Return the positions of the ``n`` highest finite scores, best first (ties by position)."""
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    if exclude is not None and exclude.size:
+        scores[exclude] = -np.inf
+    scores[np.isnan(scores)] = -np.inf
+    available = int(np.count_nonzero(np.isfinite(scores)))
+    n = min(n, available)
+    if n <= 0:
+        return np.empty(0, dtype=np.intp)
+    candidates = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order].astype(np.intp)
+
+
+class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
+    """Shared API: recommend for a known user, for a visitor's ratings, and similar items.
+
+    Learned state common to every model:
+
+    catalogue_ : Catalogue
+        Item ids and the fields responses show.
+    user_ids_ : pandas.Index
+        Known user ids, in row order of ``user_items_``.
+    user_items_ : scipy.sparse.csr_matrix of shape (n_users, n_items)
+        The training ratings (float32), used for profiles and to exclude seen items.
+    popularity_ : ndarray of shape (n_items,)
+        Interaction counts: the cold-start fallback.
+    """
+
+    #: Short model name used in artifact keys and the HTTP API.
+    name: str = ""
+
+    def fit(self, dataset: Dataset) -> Self:
+        """Learn from ``dataset`` and return ``self``."""
+        if dataset.n_interactions == 0:
+            raise ValueError("cannot fit a recommender on a dataset without interactions")
+        self.catalogue_ = Catalogue.from_items(dataset.items)
+        interactions = dataset.interactions
+        users = interactions["user_id"].astype("category").cat.remove_unused_categories()
+        items = pd.Categorical(interactions["item_id"], categories=self.catalogue_.ids)
+        self.user_ids_ = pd.Index(users.cat.categories.astype(str), dtype=object)
+        self.user_items_ = sp.csr_matrix(
+            (
+                interactions["rating"].to_numpy(dtype=np.float32),
+                (users.cat.codes.to_numpy(), np.asarray(items.codes)),
+            ),
+            shape=(len(self.user_ids_), len(self.catalogue_)),
+        )
+        self.popularity_ = np.bincount(
+            self.user_items_.indices, minlength=len(self.catalogue_)
+        ).astype(np.float64)
+        self._fit(dataset)
+        return self
+
+    # --- hooks ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset) -> None:
+        """Learn the model's own state; the common state is already set."""
+
+    @abstractmethod
+    def _user_scores(self, user: int) -> FloatArray:
+        """Scores over all items for the known user in row ``user``."""
+
+    @abstractmethod
+    def _ratings_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
+        """Scores over all items for a visitor who gave ``ratings`` to the items at ``items``."""
+
+    @abstractmethod
+    def _item_scores(self, item: int) -> FloatArray:
+        """Similarity of every item to the item at position ``item``."""
+
+    def _check_fitted(self) -> None:
+        check_is_fitted(self)
+
+    def _rank(
+        self, scores: FloatArray, n: int, exclude: IntArray | None, **options: Any
+    ) -> IntArray:
+        """Order the best items; the hybrid overrides this to re-rank with MMR."""
+        return top_k(scores, n, exclude)
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def recommend(
+        self, user_id: str, n: int = 10, exclude_seen: bool = True, **options: Any
+    ) -> Recommendations:
+        """Recommend ``n`` items for ``user_id``; unknown users get popular items (cold start)."""
+        self._check_fitted()
+        _check_n(n)
+        row = self.user_position(user_id)
+        if row is None:
+            return self._popular(n, exclude=None)
+        exclude = self.seen(row) if exclude_seen else None
+        scores = self._user_scores(row)
+        return self._ranked(scores, self._rank(scores, n, exclude, **options))
+
+    def recommend_for_ratings(
+        self, ratings: Sequence[tuple[str, float]], n: int = 10, **options: Any
+    ) -> Recommendations:
+        """Recommend for a visitor's ``(item_id, rating)`` pairs without retraining (fold-in)."""
+        self._check_fitted()
+        _check_n(n)
+        if not ratings:
+            return self._popular(n, exclude=None)
+        positions = np.array([self.catalogue_.position(str(i)) for i, _ in ratings], dtype=np.intp)
+        values = np.array([float(r) for _, r in ratings], dtype=np.float64)
+        scores = self._ratings_scores(positions, values)
+        return self._ranked(scores, self._rank(scores, n, positions, **options))
+
+    def similar_items(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
+        """Return the ``n`` items most similar to ``item_id`` (itself excluded)."""
+        self._check_fitted()
+        _check_n(n)
+        position = self.catalogue_.position(item_id)
+        scores = self._item_scores(position)
+        order = top_k(scores, n, np.array([position], dtype=np.intp))
+        return [(str(self.catalogue_.ids[i]), float(scores[i])) for i in order]
+
+    def user_position(self, user_id: str) -> int | None:
+        """Row of a known user, ``None`` for a user the model never saw."""
+        self._check_fitted()
+        row = int(self.user_ids_.get_indexer([str(user_id)])[0])
+        return None if row < 0 else row
+
+    def seen(self, row: int) -> IntArray:
+        """Positions of the items the user in ``row`` rated in training."""
+        start, end = self.user_items_.indptr[row], self.user_items_.indptr[row + 1]
+        return np.asarray(self.user_items_.indices[start:end], dtype=np.intp)
+
+    def user_ratings(self, row: int) -> tuple[IntArray, FloatArray]:
+        """Positions and ratings of the items the user in ``row`` rated in training."""
+        start, end = self.user_items_.indptr[row], self.user_items_.indptr[row + 1]
+        return (
+            np.asarray(self.user_items_.indices[start:end], dtype=np.intp),
+            np.asarray(self.user_items_.data[start:end], dtype=np.float64),
+        )
+
+    def components(self) -> dict[str, str]:
+        """Describe the learned state: attribute name -> type and shape (for status reports)."""
+        self._check_fitted()
+        return {
+            name: _describe(value)
+            for name, value in sorted(vars(self).items())
+            if name.endswith("_") and not name.startswith("_")
+        }
+
+    def _popular(self, n: int, exclude: IntArray | None) -> Recommendations:
+        order = top_k(self.popularity_, n, exclude)
+        return self._ranked(self.popularity_, order, cold_start=True)
+
+    def _ranked(
+        self, scores: FloatArray, order: IntArray, cold_start: bool = False
+    ) -> Recommendations:
+        ids = self.catalogue_.ids
+        return Recommendations([(str(ids[i]), float(scores[i])) for i in order], cold_start)
+
+
+def _check_n(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+
+
+def _describe(value: object) -> str:
+    shape = getattr(value, "shape", None)
+    kind = type(value).__name__
+    if shape is not None:
+        dtype = getattr(value, "dtype", None)
+        return f"{kind} {tuple(shape)}" + (f" {dtype}" if dtype is not None else "")
+    if isinstance(value, Catalogue | pd.Index):
+        return f"{kind} ({len(value)},)"
+    if isinstance(value, tuple | list | dict):
+        return f"{kind} len {len(value)}"
+    return kind

@@ -1,0 +1,250 @@
+"""Hybrid recommender: a per-user normalised blend of content and collaborative scores, then MMR.
+
+The hybrid owns no item or user state of its own: it borrows its two fitted sub-models. Its
+artifact therefore holds only the blend (weights, normalisation, MMR settings); the serving side
+re-attaches exactly the sub-models it was built with (the artifact records their checksums).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from service.datasets import Dataset
+from service.metrics import ndcg_at_k
+from service.recommenders.base import FloatArray, IntArray, Recommender, is_fitted, top_k
+from service.recommenders.collaborative import Collaborative
+from service.recommenders.content import ContentBased
+from service.recommenders.mmr import mmr
+from service.splits import holdout_split, relevant_items
+
+__all__ = ["Hybrid"]
+
+Normalization = Literal["zscore", "minmax"]
+#: Content weights tried by ``content_weight="auto"``.
+AUTO_GRID: tuple[float, ...] = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+_SHARED_STATE = ("catalogue_", "user_ids_", "user_items_", "popularity_")
+
+
+class Hybrid(Recommender):
+    """Blend content-based and collaborative scores, then re-rank for diversity.
+
+    Parameters
+    ----------
+    content, collaborative : estimator or None
+        Sub-models. A fitted one is used as it is (the service trains them first); an unfitted one
+        is cloned and fitted; ``None`` means the default of each class.
+    content_weight : float or "auto", default=0.6
+        Weight of the content scores; collaborative gets ``1 - content_weight``. ``"auto"`` picks
+        from ``AUTO_GRID`` by NDCG@10 on a validation split of the training data, but keeps
+        ``prior_weight`` unless another weight beats it by more than ``auto_tolerance``
+        (relative), so noise in a small or random dataset does not move the site's default.
+    prior_weight : float, default=0.6
+        The site's chosen content weight, kept by ``"auto"`` when the data gives no clear reason.
+    auto_tolerance : float, default=0.02
+        Relative NDCG gain needed before ``"auto"`` departs from ``prior_weight``.
+    normalization : {"zscore", "minmax"}, default="minmax"
+        How each sub-model's scores are rescaled per user before blending.
+    mmr_lambda : float, default=0.7
+        MMR trade-off (1.0: relevance order, lower: more diverse). A request may override it.
+    n_candidates : int, default=100
+        How many of the best blended items MMR chooses from.
+    random_state : int, default=0
+        Seed of the validation split used by ``"auto"``.
+
+    Attributes
+    ----------
+    weights_ : tuple of float
+        (content, collaborative) weights used.
+    validation_ndcg_ : dict of float to float
+        NDCG@10 per content weight tried by ``"auto"`` (empty otherwise).
+    content_, collaborative_ : Recommender or None
+        The attached sub-models (``None`` after unpickling until :meth:`attach`).
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        *,
+        content: ContentBased | None = None,
+        collaborative: Collaborative | None = None,
+        content_weight: float | Literal["auto"] = 0.6,
+        prior_weight: float = 0.6,
+        auto_tolerance: float = 0.02,
+        normalization: Normalization = "minmax",
+        mmr_lambda: float = 0.7,
+        n_candidates: int = 100,
+        random_state: int = 0,
+    ) -> None:
+        self.content = content
+        self.collaborative = collaborative
+        self.content_weight = content_weight
+        self.prior_weight = prior_weight
+        self.auto_tolerance = auto_tolerance
+        self.normalization = normalization
+        self.mmr_lambda = mmr_lambda
+        self.n_candidates = n_candidates
+        self.random_state = random_state
+
+    # --- fitting --------------------------------------------------------------------------------
+
+    def _fit(self, dataset: Dataset) -> None:
+        self._validate()
+        content = _prepared(self.content, ContentBased, dataset)
+        collaborative = _prepared(self.collaborative, Collaborative, dataset)
+        self.validation_ndcg_: dict[float, float] = {}
+        if self.content_weight == "auto":
+            weight = self._choose_weight(dataset)
+        else:
+            weight = float(self.content_weight)
+        self.weights_ = (weight, 1.0 - weight)
+        self.attach(content, collaborative)
+
+    def _validate(self) -> None:
+        if self.content_weight != "auto" and not 0.0 <= float(self.content_weight) <= 1.0:
+            raise ValueError(
+                f"content_weight must be 'auto' or within 0..1, got {self.content_weight!r}"
+            )
+        if self.normalization not in ("zscore", "minmax"):
+            raise ValueError(
+                f"normalization must be 'zscore' or 'minmax', got {self.normalization!r}"
+            )
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ValueError(f"mmr_lambda must be within 0..1, got {self.mmr_lambda!r}")
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates!r}")
+
+    def _choose_weight(self, dataset: Dataset, k: int = 10) -> float:
+        """Pick the content weight by NDCG@k on a validation split of the training data."""
+        train, test = holdout_split(dataset.interactions, 0.2, self.random_state)
+        part = dataset.with_interactions(train)
+        content = clone(self.content or ContentBased()).fit(part)
+        collaborative = clone(self.collaborative or Collaborative()).fit(part)
+        totals = dict.fromkeys(AUTO_GRID, 0.0)
+        users = 0
+        for user_id, truth in relevant_items(test).items():
+            row = content.user_position(user_id)
+            if row is None:
+                continue
+            users += 1
+            c, f = content._user_scores(row), collaborative._user_scores(row)
+            seen = content.seen(row)
+            for weight in AUTO_GRID:
+                scores = self._blend(c, f, (weight, 1.0 - weight))
+                order = top_k(scores, k, seen)
+                ranked = [str(content.catalogue_.ids[i]) for i in order]
+                totals[weight] += ndcg_at_k(ranked, truth, k)
+        if users == 0:
+            return float(self.prior_weight)
+        self.validation_ndcg_ = {w: t / users for w, t in totals.items()}
+        best = max(self.validation_ndcg_, key=lambda w: self.validation_ndcg_[w])
+        prior = min(AUTO_GRID, key=lambda w: abs(w - self.prior_weight))
+        if self.validation_ndcg_[best] <= self.validation_ndcg_[prior] * (1 + self.auto_tolerance):
+            return float(self.prior_weight)
+        return float(best)
+
+    # --- sub-models -----------------------------------------------------------------------------
+
+    def attach(self, content: ContentBased, collaborative: Collaborative) -> None:
+        """Serve with these fitted sub-models (after unpickling, the ones it was built with)."""
+        for model in (content, collaborative):
+            if not is_fitted(model):
+                raise NotFittedError(
+                    f"the hybrid needs fitted sub-models; {model.name} is not fitted"
+                )
+        if not content.catalogue_.ids.equals(collaborative.catalogue_.ids) or not (
+            content.user_ids_.equals(collaborative.user_ids_)
+        ):
+            raise ValueError(
+                "content and collaborative models were trained on different data "
+                "(their items or users differ); retrain them together"
+            )
+        self.content_: ContentBased | None = content
+        self.collaborative_: Collaborative | None = collaborative
+        for attribute in _SHARED_STATE:
+            setattr(self, attribute, getattr(content, attribute))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "content_", None) is not None and hasattr(self, "weights_")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The artifact holds the blend only; sub-models live in their own artifacts.
+        state: dict[str, Any] = dict(super().__getstate__())
+        for attribute in (*_SHARED_STATE, "content", "collaborative"):
+            state.pop(attribute, None)
+        state.update(content=None, collaborative=None, content_=None, collaborative_=None)
+        return state
+
+    def _check_fitted(self) -> None:
+        if hasattr(self, "weights_"):
+            self._parts()
+        super()._check_fitted()
+
+    def _parts(self) -> tuple[ContentBased, Collaborative]:
+        if self.content_ is None or self.collaborative_ is None:
+            raise NotFittedError(
+                "the hybrid is detached from its sub-models: attach() the content-based and "
+                "collaborative models it was built with"
+            )
+        return self.content_, self.collaborative_
+
+    # --- scoring --------------------------------------------------------------------------------
+
+    def _blend(
+        self, content: FloatArray, collab: FloatArray, weights: Sequence[float]
+    ) -> FloatArray:
+        return weights[0] * _rescale(content, self.normalization) + weights[1] * _rescale(
+            collab, self.normalization
+        )
+
+    def _user_scores(self, user: int) -> FloatArray:
+        content, collaborative = self._parts()
+        c, f = content._user_scores(user), collaborative._user_scores(user)
+        return self._blend(c, f, self.weights_)
+
+    def _ratings_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
+        content, collaborative = self._parts()
+        c = content._ratings_scores(items, ratings)
+        f = collaborative._ratings_scores(items, ratings)
+        return self._blend(c, f, self.weights_)
+
+    def _item_scores(self, item: int) -> FloatArray:
+        content, collaborative = self._parts()
+        c, f = content._item_scores(item), collaborative._item_scores(item)
+        return self._blend(c, f, self.weights_)
+
+    def _rank(
+        self, scores: FloatArray, n: int, exclude: IntArray | None, **options: Any
+    ) -> IntArray:
+        lam = options.get("mmr_lambda")
+        lam = self.mmr_lambda if lam is None else float(lam)
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"mmr_lambda must be within 0..1, got {lam!r}")
+        if lam == 1.0:
+            return top_k(scores, n, exclude)
+        candidates = top_k(scores, max(n, self.n_candidates), exclude)
+        relevance = _rescale(scores[candidates], "minmax")
+        similarity = self._parts()[0].pairwise(candidates)
+        return candidates[mmr(relevance, similarity, n, lam)]
+
+
+def _prepared(model: Recommender | None, default: type[Recommender], dataset: Dataset) -> Any:
+    if model is None:
+        return default().fit(dataset)
+    if is_fitted(model):
+        return model
+    return clone(model).fit(dataset)
+
+
+def _rescale(scores: FloatArray, normalization: str) -> FloatArray:
+    """Per-user normalisation so the two models' scores are comparable before blending."""
+    if normalization == "zscore":
+        spread = float(scores.std())
+        return (scores - scores.mean()) / spread if spread > 0 else np.zeros_like(scores)
+    low, high = float(scores.min()), float(scores.max())
+    return (scores - low) / (high - low) if high > low else np.zeros_like(scores)
