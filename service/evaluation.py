@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from service.datasets import Dataset, DatasetError, load_dataset
-from service.metrics import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
+from service.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
 from service.recommenders import Collaborative, ContentBased, Hybrid, Popularity, Recommender
 from service.splits import holdout_split, relevant_items
 

@@ -15,7 +15,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from service.datasets import Dataset
-from service.metrics import ndcg_at_k
+from service.ranking import ndcg_at_k
 from service.recommenders.base import FloatArray, IntArray, Recommender, is_fitted, top_k
 from service.recommenders.collaborative import Collaborative
 from service.recommenders.content import ContentBased

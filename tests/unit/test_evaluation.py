@@ -11,7 +11,7 @@ import pytest
 
 from service.datasets import load_dataset
 from service.evaluation import evaluate, main
-from service.metrics import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
+from service.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
 from service.sample_data import SAMPLE_DATA_DIR
 from service.splits import holdout_split, relevant_items
 
