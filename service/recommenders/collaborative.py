@@ -34,7 +34,7 @@ class Collaborative(Recommender):
         Number of latent factors.
     weighting : {"explicit", "binary", "confidence"}, default="explicit"
         What NMF factorises: the ratings, 1 for every interaction, or ``1 + log1p(rating)``.
-    alpha_W : float, default=0.001
+    alpha_W : float, default=0.01
         L2 regularisation of the user factors (scikit-learn's ``alpha_W``; ``alpha_H`` follows it).
     max_iter : int, default=300
         Coordinate-descent iterations.
@@ -56,7 +56,7 @@ class Collaborative(Recommender):
         *,
         n_components: int = 32,
         weighting: Weighting = "explicit",
-        alpha_W: float = 0.001,
+        alpha_W: float = 0.01,
         max_iter: int = 300,
         random_state: int = 0,
     ) -> None:

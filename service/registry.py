@@ -1,0 +1,427 @@
+"""The models being served: loaded from the store, verified, swapped whole, reloaded on change.
+
+Each model sits in a slot that is replaced, never mutated, so a request always sees one complete
+model. The hybrid holds references to the exact sub-model objects it was attached to: when a
+sub-model is replaced the hybrid keeps serving with its own pair (reported ``stale``) until a
+hybrid built from the new pair arrives. Nothing here raises for a bad artifact: a model that
+cannot be loaded is ``failed`` or ``not_trained`` with the reason, and a model already serving
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+from service import artifacts
+from service.artifacts import ArtifactError, ArtifactHeader
+from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
+from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
+
+__all__ = [
+    "ModelNotTrained",
+    "ModelState",
+    "ModelStatus",
+    "Registry",
+    "UnknownModel",
+    "artifact_key",
+]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+TRAIN_HINT = "train it with POST /api/ml/train-all (or the wisata-retrain job)"
+
+
+class ModelState(enum.StrEnum):
+    """What a model slot holds."""
+
+    LOADED = "loaded"
+    NOT_TRAINED = "not_trained"
+    FAILED = "failed"
+    STALE = "stale"
+    NOT_PERSISTED = "trained_not_persisted"
+
+
+class ModelNotTrained(Exception):
+    """The model asked for is not available to serve."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"model {model} is not available ({reason}); {TRAIN_HINT}")
+        self.model = model
+        self.reason = reason
+
+
+class UnknownModel(KeyError):
+    """A model name that is none of the served models."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"unknown model {self.name!r}; the models are {', '.join(MODEL_NAMES)}"
+
+
+def artifact_key(name: str) -> str:
+    """The store key of a model's artifact (relative to the store's prefix)."""
+    return f"{name}.pkl"
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Everything an operator needs to know about one model."""
+
+    name: str
+    state: ModelState
+    reason: str | None
+    trained_at: str | None
+    checksum: str | None
+    artifact: ObjectInfo | None
+    load_seconds: float | None
+    last_error: str | None
+    components: dict[str, str] = field(default_factory=dict)
+    header: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the status as JSON-ready data."""
+        info = self.artifact
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "reason": self.reason,
+            "trained_at": self.trained_at,
+            "checksum": self.checksum,
+            "artifact": None if info is None else object_info_dict(info),
+            "load_seconds": self.load_seconds,
+            "last_error": self.last_error,
+            "components": self.components,
+            "header": self.header,
+        }
+
+
+def object_info_dict(info: ObjectInfo) -> dict[str, Any]:
+    """An :class:`ObjectInfo` as JSON-ready data."""
+    return {
+        "key": info.key,
+        "size": info.size,
+        "etag": info.etag,
+        "last_modified": info.last_modified.isoformat(),
+        "version_id": info.version_id,
+        "metadata": dict(info.metadata),
+    }
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One model as served; replaced whole on every change."""
+
+    model: Recommender | None = None
+    header: ArtifactHeader | None = None
+    artifact: ObjectInfo | None = None
+    state: ModelState = ModelState.NOT_TRAINED
+    reason: str | None = "no artifact in the store yet"
+    load_seconds: float | None = None
+    last_error: str | None = None
+
+
+class Registry:
+    """The three served models and the store they come from."""
+
+    def __init__(self, store: ArtifactStore, *, key: bytes | None = None) -> None:
+        self.store = store
+        self._key = key
+        self._slots: dict[str, _Slot] = {name: _Slot() for name in MODEL_NAMES}
+        self._lock = asyncio.Lock()
+        self.storage_available = True
+        self.storage_error: str | None = None
+        self.loaded_once = False
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def model(self, name: str) -> Recommender:
+        """Return the model serving as ``name``."""
+        slot = self._slot(name)
+        if slot.model is None:
+            raise ModelNotTrained(name, slot.reason or slot.state.value)
+        return slot.model
+
+    def version(self, name: str) -> str:
+        """Short version of the served model: the start of its payload checksum."""
+        header = self._slot(name).header
+        return header.payload_sha256[:12] if header else ""
+
+    def header(self, name: str) -> ArtifactHeader | None:
+        """The artifact header of the model serving as ``name``, if any."""
+        return self._slot(name).header
+
+    def status(self) -> dict[str, ModelStatus]:
+        """Status of every model, in training order."""
+        return {name: self._status(name) for name in MODEL_NAMES}
+
+    def missing(self) -> dict[str, str]:
+        """Models not fully ready, with the reason (for readiness checks)."""
+        return {
+            name: f"{status.state.value}: {status.reason}"
+            for name, status in self.status().items()
+            if status.state is not ModelState.LOADED
+        }
+
+    def summary_lines(self) -> list[str]:
+        """One line per model an operator can read at a glance."""
+        lines = []
+        for name, status in self.status().items():
+            if status.state is ModelState.LOADED:
+                detail = f"LOADED (trained {status.trained_at}, {status.load_seconds or 0:.2f} s)"
+            elif status.state is ModelState.NOT_TRAINED:
+                detail = f"NOT TRAINED: {status.reason}"
+            else:
+                detail = f"{status.state.value.upper().replace('_', ' ')}: {status.reason}"
+            lines.append(f"{name}: {detail}")
+        return lines
+
+    def sub_models(self) -> dict[str, tuple[Recommender, str]]:
+        """The served content and collaborative models with their checksums (to build a hybrid)."""
+        found = {}
+        for name in (ContentBased.name, Collaborative.name):
+            slot = self._slots[name]
+            if slot.model is not None and slot.header is not None:
+                found[name] = (slot.model, slot.header.payload_sha256)
+        return found
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        """Load every artifact at startup; only an unreachable store raises."""
+        async with self._lock:
+            for name in MODEL_NAMES:
+                await self._load(name)
+            self.loaded_once = True
+
+    async def refresh(self) -> list[str]:
+        """Reload the artifacts whose ETag changed since they were loaded; return their names."""
+        reloaded = []
+        async with self._lock:
+            for name in MODEL_NAMES:
+                slot = self._slots[name]
+                try:
+                    info = await self._storage_call(self.store.head(artifact_key(name)))
+                except NotFound:
+                    if slot.model is not None and slot.state is not ModelState.NOT_PERSISTED:
+                        self._set(name, replace(slot, last_error="artifact missing from the store"))
+                    continue
+                known = slot.artifact.etag if slot.artifact else None
+                if info.etag != known and await self._load(name):
+                    reloaded.append(name)
+            if reloaded and Hybrid.name not in reloaded and await self._retry_hybrid():
+                reloaded.append(Hybrid.name)
+        return reloaded
+
+    async def rollback(self, name: str, version_id: str) -> ModelStatus:
+        """Make an older stored version current again and serve it."""
+        self._slot(name)
+        async with self._lock:
+            await self._storage_call(self.store.restore(artifact_key(name), version_id))
+            if await self._load(name) and name != Hybrid.name:
+                await self._retry_hybrid()
+        return self._status(name)
+
+    async def versions(self, name: str) -> list[ObjectInfo]:
+        """Stored versions of a model's artifact, newest first."""
+        self._slot(name)
+        try:
+            return await self._storage_call(self.store.versions(artifact_key(name)))
+        except NotFound:
+            return []
+
+    async def install(self, built: Mapping[str, bytes]) -> dict[str, str | None]:
+        """Serve freshly trained artifacts and publish them; return each publish error or None.
+
+        Each artifact is verified and loaded before it replaces anything. A failed publish keeps
+        the new model serving from memory (state ``trained_not_persisted``).
+        """
+        results: dict[str, str | None] = {}
+        async with self._lock:
+            for name in MODEL_NAMES:
+                if name not in built:
+                    continue
+                data = built[name]
+                model, header = await asyncio.to_thread(self._verify, data, name)
+                info: ObjectInfo | None = None
+                error: str | None = None
+                try:
+                    metadata = artifacts.to_metadata(header)
+                    info = await self._storage_call(
+                        self.store.put(artifact_key(name), data, metadata)
+                    )
+                except StorageError as e:
+                    error = str(e)
+                    logger.error("%s: trained but not persisted: %s", name, e)
+                self._serve(name, model, header, info, 0.0, persist_error=error)
+                results[name] = error
+        return results
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _slot(self, name: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise UnknownModel(name) from None
+
+    def _set(self, name: str, slot: _Slot) -> None:
+        self._slots[name] = slot  # one assignment: requests see the old slot or the new one
+
+    async def _storage_call(self, call: Awaitable[_T]) -> _T:
+        try:
+            result = await call
+        except NotFound:
+            self._storage_ok()
+            raise
+        except StorageError as e:
+            self.storage_available = False
+            self.storage_error = str(e)
+            raise
+        self._storage_ok()
+        return result
+
+    def _storage_ok(self) -> None:
+        self.storage_available = True
+        self.storage_error = None
+
+    def _verify(self, data: bytes, name: str) -> tuple[Recommender, ArtifactHeader]:
+        model, header = artifacts.load(data, self._key, expected_model=name)
+        if not isinstance(model, Recommender):
+            raise ArtifactError(f"the artifact for {name} holds a {type(model).__name__}")
+        return model, header
+
+    async def _retry_hybrid(self) -> bool:
+        """After a sub-model changed, load the stored hybrid again if it is not served as is."""
+        status = self._status(Hybrid.name)
+        if status.state not in (ModelState.NOT_TRAINED, ModelState.STALE):
+            return False
+        return await self._load(Hybrid.name)
+
+    async def _load(self, name: str) -> bool:
+        """Fetch, verify and serve one artifact; False (and the reason recorded) on failure."""
+        slot = self._slots[name]
+        start = time.perf_counter()
+        try:
+            data, info = await self._storage_call(self.store.get(artifact_key(name)))
+        except NotFound:
+            if slot.model is None:
+                self._set(name, _Slot(reason="no artifact in the store yet"))
+            return False
+        try:
+            model, header = await asyncio.to_thread(self._verify, data, name)
+        except ArtifactError as e:
+            reason = f"{type(e).__name__}: {e}"
+            logger.error("%s: refused artifact %s (etag %s): %s", name, info.key, info.etag, e)
+            if slot.model is None:
+                self._set(name, _Slot(state=ModelState.FAILED, reason=reason, last_error=reason))
+            else:
+                self._set(name, replace(slot, last_error=reason))
+            return False
+        return self._serve(name, model, header, info, time.perf_counter() - start)
+
+    def _serve(
+        self,
+        name: str,
+        model: Recommender,
+        header: ArtifactHeader,
+        info: ObjectInfo | None,
+        seconds: float,
+        persist_error: str | None = None,
+    ) -> bool:
+        if isinstance(model, Hybrid):
+            problem = self._attach(model, header)
+            if problem is not None:
+                slot = self._slots[name]
+                if slot.model is None:
+                    self._set(name, _Slot(state=ModelState.NOT_TRAINED, reason=problem))
+                else:
+                    self._set(name, replace(slot, last_error=problem))
+                logger.warning("hybrid not swapped in: %s", problem)
+                return False
+        old = self._slots[name].artifact
+        state = ModelState.NOT_PERSISTED if persist_error else ModelState.LOADED
+        self._set(
+            name,
+            _Slot(
+                model=model,
+                header=header,
+                artifact=info if info is not None else old,
+                state=state,
+                reason=f"trained, not persisted: {persist_error}" if persist_error else None,
+                load_seconds=seconds,
+            ),
+        )
+        logger.info(
+            "%s: serving version %s (trained %s)", name, self.version(name), header.trained_at
+        )
+        return True
+
+    def _attach(self, hybrid: Hybrid, header: ArtifactHeader) -> str | None:
+        """Attach the hybrid to the sub-models it was built with; the reason when impossible."""
+        available = self.sub_models()
+        for parent in (ContentBased.name, Collaborative.name):
+            wanted = header.parents.get(parent)
+            if parent not in available:
+                return f"its sub-model {parent} is not loaded"
+            if wanted != available[parent][1]:
+                return (
+                    f"it was built with {parent} {str(wanted)[:12]}, but {parent} "
+                    f"{available[parent][1][:12]} is loaded; retrain the hybrid"
+                )
+        content, collaborative = available[ContentBased.name][0], available[Collaborative.name][0]
+        assert isinstance(content, ContentBased) and isinstance(collaborative, Collaborative)
+        hybrid.attach(content, collaborative)
+        return None
+
+    def _status(self, name: str) -> ModelStatus:
+        slot = self._slot(name)
+        state, reason = slot.state, slot.reason
+        if slot.model is not None and state is ModelState.LOADED and isinstance(slot.model, Hybrid):
+            reason = self._staleness(slot)
+            state = ModelState.STALE if reason else state
+        header = slot.header
+        return ModelStatus(
+            name=name,
+            state=state,
+            reason=reason,
+            trained_at=header.trained_at if header else None,
+            checksum=header.payload_sha256 if header else None,
+            artifact=slot.artifact,
+            load_seconds=slot.load_seconds,
+            last_error=slot.last_error,
+            components=slot.model.components() if slot.model is not None else {},
+            header=_header_dict(header),
+        )
+
+    def _staleness(self, slot: _Slot) -> str | None:
+        assert slot.header is not None
+        current = self.sub_models()
+        changed = [
+            parent
+            for parent, checksum in slot.header.parents.items()
+            if parent in current and current[parent][1] != checksum
+        ]
+        if not changed:
+            return None
+        return f"{' and '.join(changed)} retrained since it was built; retrain the hybrid"
+
+
+def _header_dict(header: ArtifactHeader | None) -> dict[str, Any] | None:
+    if header is None:
+        return None
+    data = header.to_dict()
+    trained = data.get("trained_at")
+    if isinstance(trained, datetime):
+        data["trained_at"] = trained.isoformat()
+    return data

@@ -1,0 +1,347 @@
+"""The artifact store interface and ``open_store``, the one way to get a store from a URL.
+
+Everything outside ``storage/`` codes against :class:`ArtifactStore` and :class:`ObjectInfo`;
+which backend sits behind them is decided by the URL alone.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self
+from urllib.parse import unquote, urlsplit
+
+from storage.keys import normalize_prefix
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "ENDPOINT_ENV",
+    "ArtifactStore",
+    "ObjectInfo",
+    "StoreDescription",
+    "open_store",
+]
+
+ENDPOINT_ENV = "WISATA_S3_ENDPOINT"
+"""Environment variable giving the S3 endpoint URL when ``open_store`` is not given one."""
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about one stored object (or one version of it).
+
+    Attributes
+    ----------
+    key : str
+        The key relative to the store's prefix.
+    size : int
+        Size of the content in bytes.
+    etag : str
+        Entity tag without quotes: the MD5 hex digest of the content for a single-part object.
+    last_modified : datetime
+        When this version was written, timezone-aware UTC.
+    version_id : str or None
+        The version's id; None when the store keeps no versions.
+    metadata : dict of str to str
+        User metadata, names lower-cased.
+    """
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    version_id: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoreDescription:
+    """Where a store keeps its objects, for status pages and log lines (no credentials).
+
+    Attributes
+    ----------
+    backend : {"s3", "local"}
+        Which backend serves the store.
+    bucket : str or None
+        The S3 bucket; None for a local folder.
+    prefix : str
+        Prefix of every key in the bucket, without slashes; ``""`` for the local folder.
+    endpoint : str or None
+        The S3 endpoint URL; None for AWS's default endpoint or a local folder.
+    location : str
+        Human-readable location, e.g. ``"s3://models/wisata at http://minio:9000"`` or
+        ``"file:///var/lib/wisata/models"``.
+    """
+
+    backend: Literal["s3", "local"]
+    bucket: str | None
+    prefix: str
+    endpoint: str | None
+    location: str
+
+
+class ArtifactStore(abc.ABC):
+    """An async store of immutable, versioned objects, used as an async context manager.
+
+    Keys are relative to the store's prefix. ``put`` publishes through a temporary object, so
+    a reader sees either the previous or the new complete object, never a partial one. Every
+    method validates its key before any I/O and raises only :class:`ValueError` (bad key or
+    metadata) or a :class:`storage.StorageError` subclass.
+    """
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open the client; ``async with store`` calls this."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the client and release its connections; ``async with store`` calls this."""
+
+    @abc.abstractmethod
+    def describe(self) -> StoreDescription:
+        """Return where this store keeps its objects."""
+
+    @abc.abstractmethod
+    async def ensure_ready(self) -> None:
+        """Check that the store is reachable, the credentials work and the bucket exists.
+
+        Creates the bucket and turns on versioning only when the store was opened with
+        ``create_bucket`` / ``versioning``.
+
+        Raises
+        ------
+        StorageUnavailable
+            If the store does not answer within the connect timeout.
+        AccessDenied
+            If the credentials are missing or refused.
+        NotFound
+            If the bucket does not exist and the store may not create it.
+        """
+
+    @abc.abstractmethod
+    async def put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Publish ``data`` at ``key`` with user ``metadata``, replacing any current object.
+
+        Parameters
+        ----------
+        key : str
+            Key relative to the store's prefix.
+        data : bytes
+            The complete content.
+        metadata : mapping of str to str
+            Printable-ASCII user metadata, at most 2 KB in total; names are lower-cased.
+
+        Returns
+        -------
+        ObjectInfo
+            The object as now stored at ``key``.
+        """
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> tuple[bytes, ObjectInfo]:
+        """Return the content of ``key`` and the information of that same version.
+
+        Raises
+        ------
+        NotFound
+            If there is no object at ``key``.
+        """
+
+    @abc.abstractmethod
+    async def head(self, key: str) -> ObjectInfo:
+        """Return the information of the current object at ``key`` without its content.
+
+        Raises
+        ------
+        NotFound
+            If there is no object at ``key``.
+        """
+
+    @abc.abstractmethod
+    async def list(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Return the current objects whose key starts with ``prefix``, sorted by key.
+
+        Temporary uploads and the local backend's bookkeeping files are never listed.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Delete the object at ``key``; a store that keeps versions keeps the older ones.
+
+        Raises
+        ------
+        NotFound
+            If there is no object at ``key``.
+        """
+
+    @abc.abstractmethod
+    async def versions(self, key: str) -> builtins.list[ObjectInfo]:
+        """Return the stored versions of ``key``, newest first.
+
+        A store that keeps no versions returns the single current object (``version_id``
+        None). After ``delete`` a versioned store still lists the older versions.
+
+        Raises
+        ------
+        NotFound
+            If the store holds no version of ``key``.
+        """
+
+    @abc.abstractmethod
+    async def restore(self, key: str, version_id: str) -> ObjectInfo:
+        """Make version ``version_id`` of ``key`` current again, as a new version.
+
+        Raises
+        ------
+        NotFound
+            If the store holds no such version.
+        """
+
+    @abc.abstractmethod
+    async def cleanup_temp(self, older_than: timedelta = timedelta(hours=1)) -> int:
+        """Remove temporary uploads left by interrupted ``put`` calls.
+
+        Parameters
+        ----------
+        older_than : timedelta
+            Only remove those at least this old, so that a ``put`` in progress in another
+            process keeps its temporary object.
+
+        Returns
+        -------
+        int
+            How many temporary objects were removed.
+        """
+
+
+def open_store(
+    url: str,
+    *,
+    endpoint: str | None = None,
+    region: str | None = None,
+    create_bucket: bool = False,
+    versioning: bool = False,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+    max_attempts: int = 3,
+    keep_versions: int = 5,
+) -> ArtifactStore:
+    """Return the (not yet opened) store named by ``url``.
+
+    Parameters
+    ----------
+    url : str
+        ``s3://bucket/prefix`` for an S3 bucket, ``file:///abs/path`` or a plain path for a
+        local folder (a relative path is resolved against the current directory).
+    endpoint : str, optional
+        S3 endpoint URL, e.g. ``http://minio:9000``; defaults to ``$WISATA_S3_ENDPOINT``, then
+        to AWS. Credentials come from the standard AWS variables and chain.
+    region : str, optional
+        S3 region; defaults to the AWS chain (``AWS_DEFAULT_REGION`` ...).
+    create_bucket, versioning : bool
+        Let ``ensure_ready`` create a missing bucket / turn on bucket versioning (S3 only).
+    connect_timeout, read_timeout : float
+        Seconds to wait for a connection and for each read (S3 only).
+    max_attempts : int
+        Attempts per S3 request, the first one included (S3 only).
+    keep_versions : int
+        How many versions of each key the local folder keeps (local only).
+
+    Returns
+    -------
+    ArtifactStore
+        Use it as ``async with open_store(url) as store``.
+
+    Raises
+    ------
+    ValueError
+        If the URL or a parameter is not valid; the message says what is expected.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(
+            f"store URL {url!r} is empty; use s3://bucket/prefix, file:///abs/path or a path"
+        )
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        bucket, prefix = _parse_s3_url(url)
+        # Imported here so that a process using only a local folder never loads aioboto3.
+        from storage.s3 import S3Backend
+
+        return S3Backend(
+            bucket,
+            prefix,
+            endpoint=endpoint if endpoint is not None else os.environ.get(ENDPOINT_ENV) or None,
+            region=region,
+            create_bucket=create_bucket,
+            versioning=versioning,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+        )
+    from storage.local import LocalBackend
+
+    return LocalBackend(_parse_local_url(url), keep_versions=keep_versions)
+
+
+def _parse_s3_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError(
+            "the s3:// store URL must not hold credentials; set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY instead"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"store URL {url!r}: remove the '?' or '#' part; use s3://bucket/prefix")
+    bucket = parts.netloc
+    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(
+            f"store URL {url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case "
+            "letters, digits, '.' or '-'); use s3://bucket/prefix"
+        )
+    try:
+        prefix = normalize_prefix(unquote(parts.path))
+    except ValueError as e:
+        raise ValueError(f"store URL {url!r}: {e}") from e
+    return bucket, prefix
+
+
+def _parse_local_url(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.scheme != "file" and "://" not in url:
+        return Path(url).expanduser().resolve()
+    if parts.scheme != "file":
+        raise ValueError(
+            f"store URL {url!r}: unsupported scheme {parts.scheme!r}; use s3://bucket/prefix, "
+            "file:///abs/path or a plain path"
+        )
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(
+            f"store URL {url!r}: a file URL needs an absolute path and no host, "
+            "e.g. file:///var/lib/wisata/models"
+        )
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise ValueError(f"store URL {url!r}: use an absolute path, e.g. file:///srv/models")
+    return Path(path).resolve()
