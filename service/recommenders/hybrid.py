@@ -51,6 +51,9 @@ class Hybrid(Recommender):
         MovieLens, the best weight moved between 0.0 and 0.4 with the split's seed).
     auto_significance : float, default=2.0
         Standard errors of gain needed before ``"auto"`` departs from ``prior_weight``.
+    auto_max_users : int, default=2000
+        Validation users scored per fold (a seeded sample), which bounds the cost of ``"auto"``
+        on large datasets.
     normalization : {"zscore", "minmax"}, default="minmax"
         How each sub-model's scores are rescaled per user before blending.
     mmr_lambda : float, default=0.7
@@ -81,6 +84,7 @@ class Hybrid(Recommender):
         prior_weight: float = 0.6,
         auto_folds: int = 2,
         auto_significance: float = 2.0,
+        auto_max_users: int = 2000,
         normalization: Normalization = "minmax",
         mmr_lambda: float = 0.7,
         n_candidates: int = 100,
@@ -92,6 +96,7 @@ class Hybrid(Recommender):
         self.prior_weight = prior_weight
         self.auto_folds = auto_folds
         self.auto_significance = auto_significance
+        self.auto_max_users = auto_max_users
         self.normalization = normalization
         self.mmr_lambda = mmr_lambda
         self.n_candidates = n_candidates
@@ -152,7 +157,13 @@ class Hybrid(Recommender):
         content = clone(self.content or ContentBased()).fit(part)
         collaborative = clone(self.collaborative or Collaborative()).fit(part)
         scores: dict[float, list[float]] = {w: [] for w in AUTO_GRID}
-        for user_id, truth in relevant_items(test).items():
+        relevant = relevant_items(test)
+        users = sorted(relevant)
+        if len(users) > self.auto_max_users:
+            rng = np.random.default_rng(seed)
+            users = sorted(rng.choice(users, self.auto_max_users, replace=False))
+        for user_id in users:
+            truth = relevant[user_id]
             row = content.user_position(user_id)
             if row is None:
                 continue
