@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/wisata-demo
+	$(VENV)/bin/wisata-serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check service storage jobs tests bench
@@ -24,6 +24,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 pytest: $(STAMP)
+	bash tests/e2e/install_browser.sh
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

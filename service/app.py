@@ -1,0 +1,224 @@
+"""Assembly: :func:`create_app` wires routes, middlewares and resources together.
+
+Every resource is one single-yield async generator in ``app.cleanup_ctx``, started in this
+order and stopped in the reverse one: the artifact store, the training process pool, the model
+registry (with the startup load, retried in the background while storage is unreachable), the
+trainer and the reloader task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+
+from service.cache import ResponseCache
+from service.config import Config
+from service.keys import (
+    CACHE,
+    CONFIG,
+    EXECUTOR,
+    METRICS,
+    OPENAPI,
+    REGISTRY,
+    STORAGE,
+    STORE,
+    TRAINER,
+    StorageState,
+)
+from service.middlewares import (
+    auth_middleware,
+    cors_middleware,
+    error_middleware,
+    metrics_middleware,
+)
+from service.openapi import build_document
+from service.registry import Registry
+from service.routes import add_routes, admin_route_names, public_routes
+from service.telemetry import Metrics, load_and_record, refresh_and_record
+from service.training import Trainer, make_executor
+from storage import StorageError, open_store
+
+__all__ = ["BACKOFF_MAX", "BACKOFF_START", "CLIENT_MAX_SIZE", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+CLIENT_MAX_SIZE: Final = 1024 * 1024
+"""Largest request body accepted; a larger one is answered 413."""
+BACKOFF_START: Final = 0.5
+"""Seconds before the first retry of an unreachable store; doubled after each failure."""
+BACKOFF_MAX: Final = 30.0
+"""Longest wait between two retries of an unreachable store."""
+
+
+def create_app(config: Config) -> web.Application:
+    """Return the application for ``config``; its resources start with the app.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration (see :meth:`Config.from_env`).
+    """
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=CLIENT_MAX_SIZE,
+        middlewares=[
+            metrics_middleware(metrics),
+            cors_middleware(config.cors_origins, public_routes()),
+            error_middleware,
+            auth_middleware(config.admin_token, admin_route_names()),
+        ],
+    )
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[CACHE] = ResponseCache(config.response_cache)
+    app[OPENAPI] = build_document()
+    app[STORAGE] = StorageState()
+    add_routes(app)
+    app.cleanup_ctx.extend([_store, _executor, _registry, _trainer, _reloader])
+    return app
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = open_store(
+        config.storage,
+        endpoint=config.s3_endpoint,
+        region=config.s3_region,
+        create_bucket=config.s3_create_bucket,
+        versioning=config.s3_create_bucket,
+    )
+    async with store:
+        app[STORE] = store
+        logger.info("artifact store: %s", store.describe().location)
+        yield
+
+
+async def _executor(app: web.Application) -> AsyncIterator[None]:
+    executor = make_executor(app[CONFIG].training_workers)
+    app[EXECUTOR] = executor
+    try:
+        yield
+    finally:
+        # A fit already running in a worker is left to finish: a process cannot be interrupted
+        # safely mid-write, and the job was cancelled so its result is discarded.
+        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+
+async def _registry(app: web.Application) -> AsyncIterator[None]:
+    config, state = app[CONFIG], app[STORAGE]
+    registry = Registry(app[STORE], key=config.artifact_key)
+    app[REGISTRY] = registry
+    app[METRICS].watch(registry, lambda: state.connected and registry.storage_available)
+    if not config.data_dir.is_dir():
+        logger.warning(
+            "WISATA_DATA=%s is not a folder: the service serves its stored models, but "
+            "training will fail until it points at a dataset",
+            config.data_dir,
+        )
+    retry: asyncio.Task[None] | None = None
+    if not await _connect(app):
+        retry = asyncio.create_task(_connect_with_backoff(app), name="wisata-storage-retry")
+    try:
+        yield
+    finally:
+        await _cancel(retry)
+
+
+async def _connect(app: web.Application) -> bool:
+    """Reach the store, clean up stale uploads and load the models; False if unreachable."""
+    store, registry, state = app[STORE], app[REGISTRY], app[STORAGE]
+    try:
+        await store.ensure_ready()
+        removed = await store.cleanup_temp()
+        await load_and_record(registry, app[METRICS], registry.load_all())
+    except StorageError as e:
+        state.connected, state.error = False, str(e)
+        return False
+    state.connected, state.error = True, None
+    if removed:
+        logger.info("removed %d temporary uploads left by interrupted writes", removed)
+    for line in registry.summary_lines():
+        logger.info("%s", line)
+    return True
+
+
+async def _connect_with_backoff(app: web.Application) -> None:
+    delay = BACKOFF_START
+    while True:
+        logger.warning(
+            "storage unavailable, serving no stored model yet: %s; retrying in %g s",
+            app[STORAGE].error,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        try:
+            if await _connect(app):
+                logger.info("storage reachable again: %s", app[STORE].describe().location)
+                return
+        except Exception as e:
+            app[STORAGE].error = f"{type(e).__name__}: {e}"
+            logger.exception("loading the models failed unexpectedly")
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def _trainer(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    trainer = Trainer(
+        app[REGISTRY],
+        app[EXECUTOR],
+        data_dir=config.data_dir,
+        key=config.artifact_key,
+        hybrid_weight=config.hybrid_weight,
+    )
+    app[TRAINER] = trainer
+    app[METRICS].watch_trainer(trainer)
+    try:
+        yield
+    finally:
+        await trainer.close()
+
+
+async def _reloader(app: web.Application) -> AsyncIterator[None]:
+    interval = app[CONFIG].reload_interval
+    task = None
+    if interval > 0:
+        task = asyncio.create_task(_reload_forever(app, interval), name="wisata-reloader")
+    try:
+        yield
+    finally:
+        await _cancel(task)
+
+
+async def _reload_forever(app: web.Application, interval: float) -> None:
+    """Every ``interval`` seconds, load the artifacts whose stored version changed."""
+    registry, metrics, state = app[REGISTRY], app[METRICS], app[STORAGE]
+    while True:
+        await asyncio.sleep(interval)
+        if not state.connected:  # the startup retry loop owns the store until it succeeds
+            continue
+        try:
+            reloaded = await refresh_and_record(registry, metrics)
+        except StorageError as e:
+            logger.warning("checking for new model versions failed: %s; retrying in %g s", e,
+                           interval)  # fmt: skip
+        except Exception:
+            logger.exception("checking for new model versions failed; retrying in %g s", interval)
+        else:
+            if reloaded:
+                logger.info("loaded new stored versions of %s", ", ".join(reloaded))
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # it ended on its own before: say so rather than lose it
+        logger.exception("background task %s had failed", task.get_name())

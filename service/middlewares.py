@@ -1,0 +1,288 @@
+"""Middlewares: request metrics, CORS for the public routes, JSON errors, admin authentication.
+
+Applied outermost first: metrics (sees every final status), CORS (adds its headers to error
+responses too, so a browser can read them), errors (turns every exception into JSON), auth
+(refuses before a handler reads the body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from service.artifacts import ArtifactError
+from service.keys import ROUTE_LABEL
+from service.recommenders import UnknownItemError
+from service.registry import ModelNotTrained, UnknownModel
+from service.telemetry import Metrics
+from service.training import TrainingInProgress
+from service.views import BadParameter, UnknownJob, dumps
+from storage import NotFound, StorageError
+
+__all__ = [
+    "auth_middleware",
+    "cors_middleware",
+    "error_middleware",
+    "error_response",
+    "metrics_middleware",
+]
+
+logger = logging.getLogger(__name__)
+
+UNMATCHED: Final = "unmatched"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STATUS_CODES: Final[Mapping[int, str]] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+_PREFLIGHT_MAX_AGE = "600"
+_RETRY_AFTER = "5"
+
+
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """A JSON error ``{error, message, ...extra}`` with ``status``."""
+    body = {"error": error, "message": message, **extra}
+    return web.json_response(body, status=status, headers=headers, dumps=dumps)
+
+
+def route_label(request: web.Request) -> str:
+    """The route's path template (``/api/items/{id}/similar``), never the raw URL."""
+    label: str | None = request.get(ROUTE_LABEL)
+    if label is not None:
+        return label
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def metrics_middleware(metrics: Metrics) -> Middleware:
+    """Count every request and its latency by method, route template and status."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            method = request.method if request.method in _METHODS else "other"
+            metrics.observe_request(
+                method, route_label(request), status, time.perf_counter() - start
+            )
+
+    return middleware
+
+
+# --- CORS ---------------------------------------------------------------------------------------
+
+
+def cors_middleware(origins: Iterable[str], public: Iterable[tuple[str, str]]) -> Middleware:
+    """Let browsers on ``origins`` call the ``public`` ``(method, path template)`` routes.
+
+    Answers preflights (``OPTIONS`` with ``Access-Control-Request-Method``) itself. ``*`` in
+    ``origins`` allows any origin. Other routes never get CORS headers.
+    """
+    allowed = frozenset(origins)
+    any_origin = "*" in allowed
+    routes = frozenset(public)
+
+    def origin_ok(origin: str) -> bool:
+        return any_origin or origin in allowed
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return await handler(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return await _preflight(request, origin, origin_ok(origin), routes)
+        response = await handler(request)
+        response.headers.add("Vary", "Origin")
+        if origin_ok(origin) and (request.method, route_label(request)) in routes:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        return response
+
+    return middleware
+
+
+async def _preflight(
+    request: web.Request, origin: str, origin_ok: bool, routes: frozenset[tuple[str, str]]
+) -> web.Response:
+    wanted = request.headers["Access-Control-Request-Method"].strip().upper()
+    path = await _path_template(request)
+    if path is None:
+        return error_response(404, "not_found", f"no route at {request.path}")
+    request[ROUTE_LABEL] = path
+    headers = {"Vary": "Origin"}
+    if not origin_ok:
+        return error_response(
+            403,
+            "cors_origin_not_allowed",
+            f"origin {origin[:100]!r} may not call this service from a browser; the operator "
+            "lists allowed origins in WISATA_CORS_ORIGINS",
+            headers=headers,
+        )
+    methods = sorted(method for method, template in routes if template == path)
+    if wanted not in methods:
+        return error_response(
+            403,
+            "cors_not_allowed",
+            f"cross-origin {wanted[:20]} {path} is not allowed: only the public read routes "
+            "accept browser calls from other origins",
+            headers=headers,
+        )
+    headers.update(
+        {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": ", ".join(methods),
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": _PREFLIGHT_MAX_AGE,
+        }
+    )
+    return web.Response(status=204, headers=headers)
+
+
+async def _path_template(request: web.Request) -> str | None:
+    # The router gives a preflight a 405 match without the resource, so find it here.
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is not None or methods:
+            return resource.canonical
+    return None
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every exception a handler raises into a JSON error response."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _http_error(request, e)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        return _domain_error(request, e)
+
+
+def _domain_error(request: web.Request, e: Exception) -> web.Response:
+    if isinstance(e, ModelNotTrained):
+        return error_response(503, "model_not_trained", str(e), model=e.model, reason=e.reason)
+    if isinstance(e, UnknownItemError):
+        return error_response(404, "unknown_item", str(e), item_id=e.item_id)
+    if isinstance(e, UnknownModel):
+        return error_response(404, "unknown_model", str(e), model=e.name)
+    if isinstance(e, UnknownJob):
+        return error_response(404, "unknown_job", str(e), job_id=e.job_id)
+    if isinstance(e, BadParameter):
+        return error_response(400, "bad_parameter", str(e), parameter=e.parameter)
+    if isinstance(e, TrainingInProgress):
+        link = f"/api/ml/jobs/{e.job_id}"
+        return error_response(
+            409, "training_in_progress", str(e), job_id=e.job_id, links={"job": link}
+        )
+    if isinstance(e, ArtifactError):
+        return error_response(422, "artifact_invalid", str(e))
+    if isinstance(e, NotFound):
+        return error_response(404, "not_found", str(e))
+    if isinstance(e, StorageError):
+        logger.warning("%s %s: storage error: %s", request.method, request.path, e)
+        return error_response(
+            503,
+            "storage_unavailable",
+            f"the artifact store failed: {e}",
+            headers={"Retry-After": _RETRY_AFTER},
+        )
+    if isinstance(e, ValueError):
+        return error_response(400, "bad_request", str(e))
+    logger.exception("unexpected error answering %s %s", request.method, request.path)
+    return error_response(
+        500,
+        "internal_error",
+        f"unexpected {type(e).__name__} while answering {request.method} {request.path}; "
+        "the server log has the details",
+    )
+
+
+def _http_error(request: web.Request, e: web.HTTPException) -> web.Response:
+    code = _STATUS_CODES.get(e.status, f"http_{e.status}")
+    headers = {
+        name: value
+        for name, value in e.headers.items()
+        if name.lower() not in ("content-type", "content-length")
+    }
+    extra: dict[str, Any] = {}
+    if isinstance(e, web.HTTPMethodNotAllowed):
+        extra["allowed"] = sorted(e.allowed_methods)
+        message = (
+            f"{request.method[:20]} is not allowed on {request.path}; "
+            f"use {', '.join(extra['allowed'])}"
+        )
+    elif e.status == 404:
+        message = f"no route at {request.path}; GET /api/openapi.json lists the routes"
+    elif isinstance(e, web.HTTPRequestEntityTooLarge):
+        message = (
+            f"the request body is larger than {request.client_max_size} bytes; send a smaller body"
+        )
+    else:
+        message = e.text or e.reason
+    return error_response(e.status, code, message, headers=headers, **extra)
+
+
+# --- admin authentication -----------------------------------------------------------------------
+
+
+def auth_middleware(token: str | None, protected: Iterable[str]) -> Middleware:
+    """Require ``Authorization: Bearer <token>`` on the routes named in ``protected``.
+
+    With ``token`` None every route is open (the configuration allows that only on loopback).
+    """
+    names = frozenset(protected)
+    expected = token.encode("ascii") if token is not None else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is None or request.match_info.route.name not in names:
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        presented = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() == "bearer" and hmac.compare_digest(presented, expected):
+            return await handler(request)
+        return error_response(
+            401,
+            "unauthorized",
+            "this route needs the admin token: send 'Authorization: Bearer <WISATA_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": 'Bearer realm="wisata-admin"'},
+        )
+
+    return middleware

@@ -1,0 +1,179 @@
+"""End to end: the models a ``wisata-serve`` process trains are there after a restart.
+
+A real ``python -m service`` process on an empty bucket of the session's moto server trains
+the three models through the API and is stopped with SIGTERM; a second process on the same
+bucket must serve the same models (same checksums, same answers) without training anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from types import TracebackType
+from typing import IO, Any, Self
+
+import pytest
+
+from service.recommenders import MODEL_NAMES
+from tests.s3server import free_port, repo_root
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT = 60.0
+JOB_TIMEOUT = 120.0
+
+
+class ServeProcess:
+    """``python -m service`` with the given environment, its log kept in a file."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "WISATA_PORT": str(self.port)}
+        self.base = f"http://127.0.0.1:{self.port}"
+        # A file, unlike a pipe, never fills up and blocks the server; closed in __exit__.
+        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+
+    def __enter__(self) -> Self:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=repo_root(),
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                pytest.fail(f"wisata-serve exited with {self._process.returncode}:\n{self.log()}")
+            try:
+                self.request("GET", "/healthz")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"wisata-serve did not answer within {START_TIMEOUT} s:\n{self.log()}")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()
+
+    def stop(self) -> int:
+        """SIGTERM, as an orchestrator stops it; return the exit status."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                self.returncode = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                self.returncode = process.wait(timeout=10)
+        assert self.returncode is not None
+        return self.returncode
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw, status = response.read(), response.status
+                kind = response.headers.get_content_type()
+        except urllib.error.HTTPError as e:
+            raw, status, kind = e.read(), e.code, e.headers.get_content_type()
+            e.close()
+        return status, json.loads(raw) if kind == "application/json" else raw.decode()
+
+    def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        status, answer = self.request(method, path, body)
+        assert 200 <= status < 300, (path, status, answer)
+        return answer
+
+
+def answers(server: ServeProcess) -> dict[str, Any]:
+    """Everything a client would compare across a restart."""
+    found: dict[str, Any] = {}
+    for algorithm in ("content", "collaborative", "hybrid"):
+        for user in ("u001", "u150", "someone-new"):
+            path = f"/api/frontend/recommendations?user_id={user}&algorithm={algorithm}&limit=15"
+            found[path] = server.json("GET", path)
+        similar = f"/api/items/12/similar?algorithm={algorithm}&limit=8"
+        found[similar] = server.json("GET", similar)
+        ratings = {"ratings": [{"item_id": "3", "rating": 5}], "algorithm": algorithm}
+        found[f"POST {algorithm}"] = server.json("POST", "/api/recommendations", ratings)
+    return found
+
+
+def test_trained_models_survive_a_restart(s3_endpoint: str) -> None:
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    env = {
+        "WISATA_STORAGE": f"s3://{bucket}/wisata",
+        "WISATA_S3_ENDPOINT": s3_endpoint,
+        "WISATA_RELOAD_INTERVAL": "0",
+        "WISATA_LOG_LEVEL": "INFO",
+    }
+    with ServeProcess(env) as first:
+        empty = first.json("GET", "/api/ml/status")
+        assert {m["state"] for m in empty["models"].values()} == {"not_trained"}
+        assert empty["storage"]["reachable"] is True
+        assert first.request("GET", "/readyz")[0] == 503
+
+        job_id = first.json("POST", "/api/ml/train-all")["job_id"]
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while (job := first.json("GET", f"/api/ml/jobs/{job_id}"))["status"] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline, f"training did not finish:\n{first.log()}"
+            time.sleep(0.2)
+        assert job["status"] == "succeeded", job
+        assert all(v == "yes" for v in job["persisted"].values()), job
+        trained = first.json("GET", "/api/ml/status")["models"]
+        before = answers(first)
+        assert first.stop() == 0, first.log()
+        first_log = first.log()
+    assert "Traceback" not in first_log, first_log
+
+    with ServeProcess(env) as second:
+        assert second.request("GET", "/readyz")[0] == 200, second.log()
+        status = second.json("GET", "/api/ml/status")
+        for name in MODEL_NAMES:
+            now, then = status["models"][name], trained[name]
+            assert now["state"] == "loaded", now
+            assert now["checksum"] == then["checksum"]
+            assert now["trained_at"] == then["trained_at"]
+            assert now["artifact"]["etag"] == then["artifact"]["etag"]
+            assert now["load_seconds"] > 0  # read from the store, not rebuilt
+        assert answers(second) == before
+        # Nothing was trained: no job, no training counted, no training logged.
+        assert status["job"] is None
+        metrics = second.request("GET", "/metrics")[1]
+        assert re.search(r'^wisata_training_jobs_total\{state="succeeded"\} 0\.0$', metrics, re.M)
+        assert re.search(r'^wisata_training_jobs_total\{state="failed"\} 0\.0$', metrics, re.M)
+        assert second.stop() == 0
+        second_log = second.log()
+    assert "training job" not in second_log, second_log
+    for name in MODEL_NAMES:
+        assert f"{name}: LOADED" in second_log
