@@ -148,37 +148,33 @@ def load_dataset(path: str | Path, layout: str | None = None) -> Dataset:
 # --- layouts -------------------------------------------------------------------------------
 
 
-def _read_wisata(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    path = directory / "items.csv"
-    raw = _read_csv(path, ["id", "name", "description", "categories", "city", "price"])
-    items = pd.DataFrame(
+def _read_catalogue(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Read a catalogue whose ``columns`` are id, name, description, categories, city, price."""
+    raw = _read_csv(path, columns)
+    item_id, name, description, categories, city, price = columns
+    return pd.DataFrame(
         {
-            "id": _ids(raw, path, "id", unique=True),
-            "name": raw["name"].str.strip(),
-            "description": raw["description"],
-            "categories": raw["categories"].map(_split_categories),
-            "city": raw["city"].str.strip(),
-            "price": _numbers(raw, path, "price", allow_empty=True),
+            "id": _ids(raw, path, item_id, unique=True),
+            "name": raw[name].str.strip(),
+            "description": raw[description],
+            "categories": raw[categories].map(_split_categories),
+            "city": raw[city].str.strip(),
+            "price": _numbers(raw, path, price, allow_empty=True),
         }
     )
+
+
+def _read_wisata(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    columns = ("id", "name", "description", "categories", "city", "price")
+    items = _read_catalogue(directory / "items.csv", columns)
     path = directory / "ratings.csv"
     raw = _read_csv(path, ["user_id", "item_id", "rating"], optional=["timestamp"])
     return items, _interactions(raw, path, "user_id", "item_id", "rating", "timestamp", "wisata")
 
 
 def _read_tourism(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    path = directory / "tourism_with_id.csv"
-    raw = _read_csv(path, ["Place_Id", "Place_Name", "Description", "Category", "City", "Price"])
-    items = pd.DataFrame(
-        {
-            "id": _ids(raw, path, "Place_Id", unique=True),
-            "name": raw["Place_Name"].str.strip(),
-            "description": raw["Description"],
-            "categories": raw["Category"].map(_split_categories),
-            "city": raw["City"].str.strip(),
-            "price": _numbers(raw, path, "Price", allow_empty=True),
-        }
-    )
+    columns = ("Place_Id", "Place_Name", "Description", "Category", "City", "Price")
+    items = _read_catalogue(directory / "tourism_with_id.csv", columns)
     path = directory / "tourism_rating.csv"
     raw = _read_csv(path, ["User_Id", "Place_Id", "Place_Ratings"])
     return items, _interactions(raw, path, "User_Id", "Place_Id", "Place_Ratings", None, "tourism")
