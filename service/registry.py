@@ -263,7 +263,7 @@ class Registry:
                 except StorageError as e:
                     error = str(e)
                     logger.error("%s: trained but not persisted: %s", name, e)
-                self._serve(name, model, header, info, 0.0, persist_error=error)
+                await self._serve(name, model, header, info, 0.0, persist_error=error)
                 results[name] = error
         return results
 
@@ -302,10 +302,9 @@ class Registry:
         return model, header
 
     async def _retry_hybrid(self) -> bool:
-        """After a sub-model changed, load the stored hybrid again if it is not served as is."""
-        status = self._status(Hybrid.name)
-        if status.state not in (ModelState.NOT_TRAINED, ModelState.STALE):
-            return False
+        """After a sub-model changed, try the stored hybrid again if it could not be served."""
+        if self._status(Hybrid.name).state is not ModelState.NOT_TRAINED:
+            return False  # a stale hybrid already serves with its own sub-models
         return await self._load(Hybrid.name)
 
     async def _load(self, name: str) -> bool:
@@ -328,9 +327,9 @@ class Registry:
             else:
                 self._set(name, replace(slot, last_error=reason))
             return False
-        return self._serve(name, model, header, info, time.perf_counter() - start)
+        return await self._serve(name, model, header, info, time.perf_counter() - start)
 
-    def _serve(
+    async def _serve(
         self,
         name: str,
         model: Recommender,
@@ -340,7 +339,7 @@ class Registry:
         persist_error: str | None = None,
     ) -> bool:
         if isinstance(model, Hybrid):
-            problem = self._attach(model, header)
+            problem = await self._attach(model, header)
             if problem is not None:
                 slot = self._slots[name]
                 if slot.model is None:
@@ -367,21 +366,53 @@ class Registry:
         )
         return True
 
-    def _attach(self, hybrid: Hybrid, header: ArtifactHeader) -> str | None:
-        """Attach the hybrid to the sub-models it was built with; the reason when impossible."""
+    async def _attach(self, hybrid: Hybrid, header: ArtifactHeader) -> str | None:
+        """Attach the hybrid to the sub-models it was built with; the reason when impossible.
+
+        The served sub-models are used when they are the ones; otherwise the stored version
+        with the recorded checksum is read, verified and attached to the hybrid alone (a
+        publish interrupted between the sub-models and the hybrid leaves exactly this), so the
+        hybrid keeps running with its own pair and shows as stale.
+        """
         available = self.sub_models()
+        parts: dict[str, Recommender] = {}
         for parent in (ContentBased.name, Collaborative.name):
-            wanted = header.parents.get(parent)
-            if parent not in available:
-                return f"its sub-model {parent} is not loaded"
-            if wanted != available[parent][1]:
+            wanted = header.parents.get(parent, "")
+            if parent in available and available[parent][1] == wanted:
+                parts[parent] = available[parent][0]
+                continue
+            found = await self._stored_version(parent, wanted)
+            if found is None:
+                served = available[parent][1][:12] if parent in available else "none"
                 return (
-                    f"it was built with {parent} {str(wanted)[:12]}, but {parent} "
-                    f"{available[parent][1][:12]} is loaded; retrain the hybrid"
+                    f"it was built with {parent} {wanted[:12]}, which is neither served "
+                    f"({served}) nor kept among the stored versions; retrain the hybrid"
                 )
-        content, collaborative = available[ContentBased.name][0], available[Collaborative.name][0]
+            parts[parent] = found
+        content, collaborative = parts[ContentBased.name], parts[Collaborative.name]
         assert isinstance(content, ContentBased) and isinstance(collaborative, Collaborative)
         hybrid.attach(content, collaborative)
+        return None
+
+    async def _stored_version(self, name: str, checksum: str) -> Recommender | None:
+        """The stored version of a sub-model whose payload checksum is ``checksum``, verified."""
+        try:
+            versions = await self._storage_call(self.store.versions(artifact_key(name)))
+        except NotFound:
+            return None
+        for info in versions:
+            if info.metadata.get("sha256") != checksum or info.version_id is None:
+                continue
+            try:
+                data, _ = await self._storage_call(
+                    self.store.get(artifact_key(name), info.version_id)
+                )
+                model, _ = await asyncio.to_thread(self._verify, data, name)
+            except (NotFound, ArtifactError) as e:
+                logger.warning("%s version %s cannot be used: %s", name, info.version_id, e)
+                continue
+            logger.info("hybrid: attached %s version %s it was built with", name, info.version_id)
+            return model
         return None
 
     def _status(self, name: str) -> ModelStatus:

@@ -160,13 +160,20 @@ class ArtifactStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def get(self, key: str) -> tuple[bytes, ObjectInfo]:
+    async def get(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
         """Return the content of ``key`` and the information of that same version.
+
+        Parameters
+        ----------
+        key : str
+            Key relative to the store's prefix.
+        version_id : str or None
+            A kept version (from :meth:`versions`) instead of the current object.
 
         Raises
         ------
         NotFound
-            If there is no object at ``key``.
+            If there is no object at ``key``, or no such version of it.
         """
 
     @abc.abstractmethod

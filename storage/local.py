@@ -229,6 +229,24 @@ class _Folder:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def get_version(self, key: str, version_id: str) -> tuple[bytes, ObjectInfo]:
+        key_dir = self._existing_key_dir(key)
+        record = self._read_record(key_dir)
+        wanted = next(
+            (v for v in (record.versions if record else ()) if v.version_id == version_id), None
+        )
+        missing = NotFound(
+            f"no version {version_id!r} of {key!r} in {self.root}; "
+            "list the kept ones with versions()"
+        )
+        if wanted is None:
+            raise missing
+        try:
+            data = (key_dir / wanted.blob).read_bytes()
+        except FileNotFoundError:  # pruned by a concurrent put since the record was read
+            raise missing from None
+        return data, wanted.info(key)
+
     def get(self, key: str) -> tuple[bytes, ObjectInfo]:
         # A concurrent put may prune the version read from the record before its blob is opened;
         # reading the record again then finds a newer, complete version.
@@ -409,8 +427,12 @@ class LocalBackend(ArtifactStore):
         logger.info("published %s (%d bytes, etag %s) in %s", key, info.size, info.etag, self.root)
         return info
 
-    async def get(self, key: str) -> tuple[bytes, ObjectInfo]:
+    async def get(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
         validate_key(key)
+        if version_id is not None:
+            return await self._run(
+                f"read version {version_id!r} of {key!r}", self._folder.get_version, key, version_id
+            )
         return await self._run(f"read {key!r}", self._folder.get, key)
 
     async def head(self, key: str) -> ObjectInfo:

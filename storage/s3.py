@@ -559,12 +559,17 @@ class S3Backend(ArtifactStore):
             metadata=dict(response.get("Metadata", {})),
         )
 
-    async def get(self, key: str) -> tuple[bytes, ObjectInfo]:
+    async def get(self, key: str, version_id: str | None = None) -> tuple[bytes, ObjectInfo]:
         validate_key(key)
         client = self._require_client()
         full = self._full(key)
         with self._errors(f"read {key!r}", full):
-            response = await client.get_object(Bucket=self._bucket, Key=full)
+            if version_id:
+                response = await client.get_object(
+                    Bucket=self._bucket, Key=full, VersionId=version_id
+                )
+            else:
+                response = await client.get_object(Bucket=self._bucket, Key=full)
             async with response["Body"] as body:
                 data: bytes = await body.read()
         info = ObjectInfo(

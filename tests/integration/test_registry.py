@@ -98,9 +98,10 @@ async def test_a_corrupt_artifact_fails_alone(store: ArtifactStore, built: Build
     assert status["content_based"].state is ModelState.LOADED
     assert status["collaborative"].state is ModelState.FAILED
     assert "ChecksumMismatch" in (status["collaborative"].reason or "")
-    assert status["hybrid"].state is ModelState.NOT_TRAINED
-    assert "collaborative is not loaded" in (status["hybrid"].reason or "")
     registry.model("content_based").recommend("u001")
+    # The hybrid runs with the stored version of collaborative it was built with.
+    assert status["hybrid"].checksum == checksum(built, "hybrid")
+    assert registry.model("hybrid").recommend("u001").items
 
 
 async def test_an_unsigned_or_foreign_artifact_is_refused(
@@ -117,18 +118,43 @@ async def test_an_unsigned_or_foreign_artifact_is_refused(
     assert "Signature" in (status.reason or "")
 
 
-async def test_a_hybrid_built_with_other_sub_models_is_not_served(
+async def test_an_interrupted_publish_leaves_the_hybrid_serving_its_own_sub_models(
     store: ArtifactStore, built: BuildResult, rebuilt: BuildResult
 ) -> None:
     await publish(store, built)
-    await publish(store, rebuilt, "collaborative")
+    before = Registry(store, key=KEY)
+    await before.load_all()
+    # A training killed after publishing its sub-models but before its hybrid.
+    await publish(store, rebuilt, "content_based", "collaborative")
 
     registry = Registry(store, key=KEY)
     await registry.load_all()
 
+    status = registry.status()
+    assert status["collaborative"].checksum == checksum(rebuilt, "collaborative")
+    assert status["hybrid"].state is ModelState.STALE
+    hybrid = registry.model("hybrid")
+    assert isinstance(hybrid, Hybrid) and hybrid.collaborative_ is not registry.model(
+        "collaborative"
+    )
+    for user in ("u001", "u005", "u150"):
+        assert hybrid.recommend(user) == before.model("hybrid").recommend(user)
+
+
+async def test_a_hybrid_whose_sub_models_are_gone_is_not_served(
+    tmp_path: Path, built: BuildResult, rebuilt: BuildResult
+) -> None:
+    async with open_store(str(tmp_path / "short"), keep_versions=1) as store:
+        await publish(store, built)
+        await publish(store, rebuilt, "collaborative")
+
+        registry = Registry(store, key=KEY)
+        await registry.load_all()
+
     hybrid = registry.status()["hybrid"]
     assert hybrid.state is ModelState.NOT_TRAINED
     assert "built with collaborative" in (hybrid.reason or "")
+    assert "nor kept among the stored versions" in (hybrid.reason or "")
     assert registry.status()["collaborative"].state is ModelState.LOADED
 
 

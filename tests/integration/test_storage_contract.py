@@ -242,6 +242,24 @@ async def test_versions_are_newest_first_and_restore_brings_one_back(store: Arti
 
 
 @versioned
+async def test_an_older_version_can_be_read_without_restoring_it(store: ArtifactStore) -> None:
+    first = await store.put(KEY, b"first payload", {"n": "1"})
+    await store.put(KEY, b"second payload", {"n": "2"})
+    assert first.version_id is not None
+
+    data, info = await store.get(KEY, first.version_id)
+
+    assert (data, info.metadata, info.version_id) == (
+        b"first payload",
+        {"n": "1"},
+        first.version_id,
+    )
+    assert (await store.get(KEY))[0] == b"second payload"
+    with pytest.raises(NotFound):
+        await store.get(KEY, "no-such-version")
+
+
+@versioned
 async def test_a_deleted_key_can_be_restored(store: ArtifactStore) -> None:
     first = await store.put(KEY, b"keep me", {"n": "1"})
     await store.delete(KEY)
