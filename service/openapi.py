@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from service.routes import PAGES, ROUTES, PageSpec, Parameter, RouteSpec
+from service.views import MAX_ID_LENGTH, NOT_BLANK
 
 __all__ = ["OPENAPI_VERSION", "build_document"]
 
@@ -30,6 +31,12 @@ def _object(
     return schema
 
 
+_ID: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "pattern": NOT_BLANK,
+}
 _ITEM = _object(
     {
         "id": {"type": "string"},
@@ -139,15 +146,29 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "maxItems": 1000,
                 "items": _object(
                     {
-                        "item_id": {"type": "string"},
+                        "item_id": {
+                            "anyOf": [_ID, {"type": "integer"}],
+                            "description": "An item id; a whole number is read as its digits.",
+                        },
                         "rating": {"type": "number", "minimum": 0, "maximum": 1000},
                     },
                     ["item_id", "rating"],
                 ),
             },
-            "algorithm": {"type": "string", "enum": ["content", "collaborative", "hybrid"]},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
-            "lambda": {"type": "number", "minimum": 0, "maximum": 1},
+            # null (and "" for the algorithm) mean the same as leaving the field out.
+            "algorithm": {
+                "type": "string",
+                "enum": ["", "content", "collaborative", "hybrid"],
+                "nullable": True,
+            },
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 10,
+                "nullable": True,
+            },
+            "lambda": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
         },
         ["ratings"],
     ),
@@ -190,7 +211,10 @@ SCHEMAS: Final[dict[str, Any]] = {
         {"model": {"type": "string"}, "versions": {"type": "array", "items": _ref("ObjectInfo")}},
         ["model", "versions"],
     ),
-    "RollbackRequest": _object({"version_id": {"type": "string"}}, ["version_id"]),
+    "RollbackRequest": _object(
+        {"version_id": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NOT_BLANK}},
+        ["version_id"],
+    ),
     "RollbackResult": _object(
         {"model": _ref("ModelStatus"), "version_id": {"type": "string"}}, ["model", "version_id"]
     ),
@@ -198,13 +222,16 @@ SCHEMAS: Final[dict[str, Any]] = {
 
 
 def _parameter(parameter: Parameter) -> dict[str, Any]:
-    return {
+    described = {
         "name": parameter.name,
         "in": parameter.location,
         "description": parameter.description,
         "required": parameter.required,
         "schema": dict(parameter.schema),
     }
+    if parameter.allow_empty:
+        described["allowEmptyValue"] = True
+    return described
 
 
 def _response(description: str, schema: str | None, route: RouteSpec) -> dict[str, Any]:

@@ -32,13 +32,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Parameter:
-    """A path or query parameter, as OpenAPI describes it."""
+    """A path or query parameter, as OpenAPI describes it.
+
+    ``allow_empty`` marks a query parameter whose empty value (``?limit=``) counts as absent.
+    """
 
     name: str
     location: Literal["path", "query"]
     description: str
     schema: Mapping[str, Any]
     required: bool = False
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,12 +92,14 @@ _ALGORITHM = Parameter(
     "query",
     "Which model answers: content, collaborative or hybrid.",
     {"type": "string", "enum": list(views.ALGORITHMS), "default": views.DEFAULT_ALGORITHM},
+    allow_empty=True,
 )
 _LIMIT = Parameter(
     "limit",
     "query",
     "How many items to return.",
     {"type": "integer", "minimum": 1, "maximum": views.MAX_LIMIT, "default": views.DEFAULT_LIMIT},
+    allow_empty=True,
 )
 _LAMBDA = Parameter(
     "lambda",
@@ -101,6 +107,7 @@ _LAMBDA = Parameter(
     "MMR trade-off of the hybrid, from 0 (diverse) to 1 (most relevant); other algorithms "
     "ignore it.",
     {"type": "number", "minimum": 0, "maximum": 1},
+    allow_empty=True,
 )
 _MODEL = Parameter(
     "name",
@@ -190,7 +197,12 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         parameters=(
             Parameter(
                 "user_id", "query", "The user.",
-                {"type": "string", "minLength": 1, "maxLength": views.MAX_ID_LENGTH},
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": views.MAX_ID_LENGTH,
+                    "pattern": views.NOT_BLANK,
+                },
                 required=True,
             ),
             _ALGORITHM, _LIMIT, _LAMBDA,

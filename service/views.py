@@ -16,7 +16,7 @@ from multidict import MultiMapping
 
 from service.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
 from service.recommenders import MODEL_NAMES, Recommender
-from service.registry import UnknownModel, object_info_dict
+from service.registry import Registry, UnknownModel, object_info_dict
 from service.telemetry import CONTENT_TYPE, load_and_record, refresh_and_record
 from service.training import MAX_JOBS_KEPT
 
@@ -40,6 +40,8 @@ MAX_LIMIT = 100
 MAX_RATINGS = 1000
 MAX_RATING = 1000.0
 MAX_ID_LENGTH = 256
+#: The OpenAPI pattern of a text parameter that must not be blank (see ``_text``).
+NOT_BLANK: Final = r"\S"
 
 #: JSON that is always valid: NaN or infinity fails loudly instead of writing ``NaN``.
 dumps = functools.partial(json.dumps, allow_nan=False)
@@ -260,7 +262,8 @@ async def recommendations(request: web.Request) -> web.Response:
             "items": _described(model, found.items),
         }
 
-    key = ("recommendations", name, version, user_id, limit, options.get("mmr_lambda"))
+    served = _served_version(registry, name)
+    key = ("recommendations", name, served, user_id, limit, options.get("mmr_lambda"))
     return _cached(request, key, answer)
 
 
@@ -305,7 +308,20 @@ async def similar_items(request: web.Request) -> web.Response:
             "items": _described(model, found),
         }
 
-    return _cached(request, ("similar", name, version, item_id, limit), answer)
+    key = ("similar", name, _served_version(registry, name), item_id, limit)
+    return _cached(request, key, answer)
+
+
+def _served_version(registry: Registry, name: str) -> tuple[str, ...]:
+    """What tells the answers of two served versions of ``name`` apart, for the response cache.
+
+    The hybrid's own checksum is not enough: retrained on new ratings, its bytes can stay the
+    same while the sub-models it blends change, so their checksums are part of its version.
+    """
+    header = registry.header(name)
+    if header is None:
+        return ()
+    return (header.payload_sha256, *(header.parents[parent] for parent in sorted(header.parents)))
 
 
 def _described(model: Recommender, pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:

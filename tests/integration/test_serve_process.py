@@ -7,109 +7,19 @@ bucket must serve the same models (same checksums, same answers) without trainin
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any
 
 import pytest
 
 from service.recommenders import MODEL_NAMES
-from tests.s3server import free_port, repo_root
+from tests.serving import ServeProcess
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT = 60.0
 JOB_TIMEOUT = 120.0
-
-
-class ServeProcess:
-    """``python -m service`` with the given environment, its log kept in a file."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env, "WISATA_PORT": str(self.port)}
-        self.base = f"http://127.0.0.1:{self.port}"
-        # A file, unlike a pipe, never fills up and blocks the server; closed in __exit__.
-        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process: subprocess.Popen[bytes] | None = None
-        self.returncode: int | None = None
-
-    def __enter__(self) -> Self:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=repo_root(),
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                pytest.fail(f"wisata-serve exited with {self._process.returncode}:\n{self.log()}")
-            try:
-                self.request("GET", "/healthz")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"wisata-serve did not answer within {START_TIMEOUT} s:\n{self.log()}")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._log.close()
-
-    def stop(self) -> int:
-        """SIGTERM, as an orchestrator stops it; return the exit status."""
-        process, self._process = self._process, None
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                self.returncode = process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                self.returncode = process.wait(timeout=10)
-        assert self.returncode is not None
-        return self.returncode
-
-    def log(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
-
-    def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                raw, status = response.read(), response.status
-                kind = response.headers.get_content_type()
-        except urllib.error.HTTPError as e:
-            raw, status, kind = e.read(), e.code, e.headers.get_content_type()
-            e.close()
-        return status, json.loads(raw) if kind == "application/json" else raw.decode()
-
-    def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        status, answer = self.request(method, path, body)
-        assert 200 <= status < 300, (path, status, answer)
-        return answer
 
 
 def answers(server: ServeProcess) -> dict[str, Any]:
