@@ -1,18 +1,17 @@
 """Collaborative recommender: scikit-learn NMF on the sparse user-item matrix.
 
-The matrix stays sparse end to end (missing ratings are zeros to NMF); the model keeps only the
-user factors ``W`` (n_users x k) and item factors ``H`` (k x n_items), so memory is linear in users
-and items. A visitor's factors are solved against the fitted ``H`` (NMF's ``transform``): fold-in
-without retraining.
+The matrix stays sparse end to end (missing ratings are zeros to NMF) and in float32; the model
+keeps only the user factors ``W`` (n_users x k) and item factors ``H`` (k x n_items), so memory is
+linear in users and items. A visitor's factors are solved against the fitted ``H`` by the same
+coordinate descent as NMF's ``transform``: fold-in without retraining.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
@@ -79,7 +78,9 @@ class Collaborative(Recommender):
             raise ValueError(
                 f"weighting must be 'explicit', 'binary' or 'confidence', got {self.weighting!r}"
             )
-        matrix = self.user_items_.astype(np.float64)
+        # float32 halves the memory traffic of NMF's sparse products: 2.3x faster at 5 M ratings,
+        # and the same MovieLens NDCG@10 as float64 (docs/PERFORMANCE.md, Scale).
+        matrix = self.user_items_.astype(np.float32)
         matrix.data = self._weights(matrix.data)
         k = max(1, min(self.n_components, *matrix.shape))
         self.nmf_ = NMF(
@@ -98,19 +99,78 @@ class Collaborative(Recommender):
             self.user_factors_ = self.nmf_.fit_transform(matrix).astype(np.float32)
         self.item_factors_ = self.nmf_.components_.astype(np.float32)
 
+    # Scoring avoids BLAS on purpose: a request's products are small, and OpenBLAS's threads then
+    # cost more than they save, worst of all when another process holds the other core (a
+    # 32 x 20k product measured 0.07 ms on one thread, 3.8 ms on two contended threads).
+
     def _user_scores(self, user: int) -> FloatArray:
-        return np.asarray(self.user_factors_[user] @ self.item_factors_, dtype=np.float64)
+        scores = np.einsum("k,kn->n", self.user_factors_[user], self.item_factors_)
+        return np.asarray(scores, dtype=np.float64)
 
     def _ratings_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
-        row = sp.csr_matrix(
-            (self._weights(ratings), (np.zeros(len(items), dtype=np.intp), items)),
-            shape=(1, len(self.catalogue_)),
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            factors = self.nmf_.transform(row)
-        return np.asarray(factors @ self.item_factors_, dtype=np.float64).ravel()
+        factors = self._fold_in(items, self._weights(ratings))
+        scores = np.einsum("k,kn->n", factors, self.item_factors_, dtype=np.float64)
+        return np.asarray(scores, dtype=np.float64)
 
     def _item_scores(self, item: int) -> FloatArray:
-        vectors = normalize(self.item_factors_.T)
-        return np.asarray(vectors @ vectors[item], dtype=np.float64)
+        vectors = self._unit_item_factors()
+        return np.asarray(np.einsum("nk,k->n", vectors, vectors[item]), dtype=np.float64)
+
+    def _fold_in(self, items: IntArray, values: FloatArray) -> FloatArray:
+        """A visitor's factors: what ``nmf_.transform`` computes, without its per-call cost.
+
+        The same coordinate descent as scikit-learn's ``cd`` solver with ``H`` fixed (start
+        from zeros, same regularisation, stopping rule and iteration cap), but the Gram matrix
+        ``H H^T`` over the whole catalogue is computed once instead of at every iteration of
+        every request, and only the rated items' columns are read. Results match ``transform``
+        to rounding.
+        """
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(
+                f"fold-in ratings must be finite and non-negative for NMF; got {values.tolist()!r}"
+            )
+        gram, l1 = self._fold_in_gram()
+        components = self.nmf_.components_
+        target = np.einsum("i,ki->k", values, components[:, items].astype(np.float64)) - l1
+        factors = np.zeros(len(gram))
+        initial = 0.0
+        for iteration in range(1, int(self.nmf_.max_iter) + 1):
+            violation = 0.0
+            for t in range(len(gram)):
+                grad = float(np.dot(gram[t], factors)) - target[t]
+                violation += abs(min(0.0, grad) if factors[t] == 0.0 else grad)
+                if gram[t, t] != 0.0:
+                    factors[t] = max(factors[t] - grad / gram[t, t], 0.0)
+            if iteration == 1:
+                initial = violation
+            if initial == 0.0 or violation / initial <= self.nmf_.tol:
+                break
+        return factors
+
+    def _fold_in_gram(self) -> tuple[FloatArray, float]:
+        """``H H^T`` plus the L2 term on its diagonal, and the L1 term (cached per model)."""
+        cached: tuple[FloatArray, float] | None = self.__dict__.get("_gram_cache")
+        if cached is None:
+            components = np.asarray(self.nmf_.components_, dtype=np.float64)
+            n_features = components.shape[1]
+            l1_ratio = float(self.nmf_.l1_ratio)
+            gram = np.einsum("ki,li->kl", components, components)
+            gram.flat[:: len(gram) + 1] += n_features * self.nmf_.alpha_W * (1.0 - l1_ratio)
+            cached = (gram, n_features * self.nmf_.alpha_W * l1_ratio)
+            self._gram_cache = cached
+        return cached
+
+    def _unit_item_factors(self) -> FloatArray:
+        """Item factors as unit rows (cached per model: similar-items requests reuse them)."""
+        cached: FloatArray | None = self.__dict__.get("_unit_cache")
+        if cached is None:
+            cached = np.asarray(normalize(self.item_factors_.T), dtype=np.float32)
+            self._unit_cache = cached
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The caches are cheap to rebuild; artifacts keep only the learned state.
+        state: dict[str, Any] = dict(super().__getstate__())
+        state.pop("_gram_cache", None)
+        state.pop("_unit_cache", None)
+        return state

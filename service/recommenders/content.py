@@ -91,12 +91,15 @@ class ContentBased(Recommender):
         weights = ratings - ratings.mean() if self.center_ratings else ratings
         if not np.any(weights):
             weights = ratings
-        profile = sp.csr_matrix(weights.reshape(1, -1)) @ self.item_vectors_[items]
-        norm = float(np.sqrt(profile.multiply(profile).sum()))
+        # A dense profile: a sparse one costs a sparse-times-sparse product per request, several
+        # times slower for a heavy user of a 20k-item catalogue (docs/PERFORMANCE.md, Scale).
+        # einsum, not a BLAS dot: OpenBLAS threads a dot this long, which costs milliseconds
+        # when another process holds the other core.
+        profile = np.asarray(self.item_vectors_[items].T @ weights, dtype=np.float64)
+        norm = float(np.sqrt(np.einsum("i,i->", profile, profile)))
         if norm == 0.0:
             return np.zeros(len(self.catalogue_))
-        scores = self.item_vectors_ @ (profile.T / norm)
-        return np.asarray(scores.toarray()).ravel().astype(np.float64)
+        return np.asarray(self.item_vectors_ @ (profile / norm), dtype=np.float64)
 
     def _user_scores(self, user: int) -> FloatArray:
         return self._profile_scores(*self.user_ratings(user))
