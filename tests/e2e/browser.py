@@ -10,22 +10,14 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self, TypeVar
+from typing import Any, TypeVar
 
-from tests.s3server import free_port, repo_root
+from tests.serving import ServeProcess
 
 __all__ = ["ADMIN_TOKEN", "Browser", "BrowserUnavailable", "ServiceProcess", "find_chromium"]
 
@@ -33,7 +25,6 @@ _T = TypeVar("_T")
 
 ADMIN_TOKEN = "e2e-admin-token"
 """The admin token the service under test is started with."""
-START_TIMEOUT = 60.0
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",  # tests run as root in CI, where Chromium's sandbox cannot start
@@ -75,105 +66,48 @@ def _executable(name: str, default: str) -> str | None:
     return shutil.which(name)
 
 
-class ServiceProcess:
-    """``python -m service`` with ``env`` added to this process's environment."""
+class ServiceProcess(ServeProcess):
+    """``python -m service`` on 127.0.0.1 for the browser tests; requests may carry a token."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "WISATA_HOST": "127.0.0.1", "WISATA_PORT": str(self.port)}
-        # A file, unlike a pipe, never fills up and blocks the server; closed in __exit__.
-        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Self:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=repo_root(),
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"wisata-serve exited with {self._process.returncode}:\n{self.log()}"
-                )
-            try:
-                self.request("GET", "/healthz")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"wisata-serve did not answer within {START_TIMEOUT} s:\n{self.log()}")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._log.close()
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop within 30 s."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def log(self) -> str:
-        """Everything the service wrote so far."""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
+        super().__init__({**env, "WISATA_HOST": "127.0.0.1"})
 
     def request(
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
         *,
         token: str | None = None,
     ) -> tuple[int, Any]:
-        """Send one request; return the status and the decoded JSON (or text) answer."""
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data, headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                raw, status = response.read(), response.status
-                kind = response.headers.get_content_type()
-        except urllib.error.HTTPError as e:
-            raw, status, kind = e.read(), e.code, e.headers.get_content_type()
-            e.close()
-        return status, json.loads(raw) if kind == "application/json" else raw.decode()
+        """Send one request (with ``token`` as the bearer token); return status and answer."""
+        return super().request(method, path, body, _with_token(headers, token))
 
-    def json(self, method: str, path: str, body: Mapping[str, Any] | None = None, **kw: Any) -> Any:
+    def json(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        token: str | None = None,
+    ) -> Any:
         """Like :meth:`request`, for a call that must succeed."""
-        status, answer = self.request(method, path, body, **kw)
-        assert 200 <= status < 300, (method, path, status, answer)
-        return answer
+        return super().json(method, path, body, _with_token(headers, token))
 
     def train_all(self, token: str, timeout: float = 120.0) -> dict[str, Any]:
         """Train the three models through the API and wait for the job; return the job."""
         job_id = self.json("POST", "/api/ml/train-all", token=token)["job_id"]
-        deadline = time.monotonic() + timeout
-        while True:
-            job: dict[str, Any] = self.json("GET", f"/api/ml/jobs/{job_id}")
-            if job["status"] not in ("queued", "running"):
-                assert job["status"] == "succeeded", (job, self.log())
-                return job
-            assert time.monotonic() < deadline, f"training took over {timeout} s:\n{self.log()}"
-            time.sleep(0.2)
+        job = self.wait_job(job_id, timeout)
+        assert job["status"] == "succeeded", (job, self.log())
+        return job
+
+
+def _with_token(headers: Mapping[str, str] | None, token: str | None) -> Mapping[str, str] | None:
+    if token is None:
+        return headers
+    return {**(headers or {}), "Authorization": f"Bearer {token}"}
 
 
 class Browser:
