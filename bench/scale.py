@@ -33,10 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from service.recommenders import Recommender
 
 GB = 1e9
 MB = 1e6
@@ -178,7 +182,7 @@ async def _serve(store_dir: str, seed: int, users: int, visitors: int) -> dict[s
     }
 
 
-def _latency(model: Any, seed: int, users: int, visitors: int) -> dict[str, float]:
+def _latency(model: Recommender, seed: int, users: int, visitors: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     known = [str(u) for u in rng.choice(np.asarray(model.user_ids_), users, replace=True)]
     n_items = len(model.catalogue_)
@@ -190,7 +194,7 @@ def _latency(model: Any, seed: int, users: int, visitors: int) -> dict[str, floa
         ]
         for _ in range(visitors)
     ]
-    for user in known[:20]:  # warm caches (the index's hash table, BLAS) before timing
+    for user in known[:20]:  # build what is built on first use (the user index's hash table)
         model.recommend(user, n=10)
     known_ms = _timed(lambda user: model.recommend(user, n=10), known)
     fold_in_ms = _timed(lambda ratings: model.recommend_for_ratings(ratings, n=10), baskets)
@@ -203,7 +207,7 @@ def _latency(model: Any, seed: int, users: int, visitors: int) -> dict[str, floa
     }
 
 
-def _timed(call: Any, arguments: list[Any]) -> list[float]:
+def _timed(call: Callable[[Any], object], arguments: Sequence[Any]) -> list[float]:
     times = []
     for argument in arguments:
         start = time.perf_counter()
@@ -230,33 +234,23 @@ def _child(args: list[str], memory_limit_gb: float) -> tuple[dict[str, Any] | No
 def measure(
     size: tuple[int, int, int], seed: int, users: int, visitors: int, limit: float
 ) -> dict[str, Any]:
-    """Generate, train and serve one size, each in a fresh process; the figures, with ``error``
-    when a step failed."""
+    """Generate, train and serve one size, each step in a fresh process.
+
+    Returns the figures of the steps that ran, with ``error`` naming the step that failed.
+    """
     label = ":".join(str(v) for v in size)
     figures: dict[str, Any] = {"size": size, "load_average": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="wisata-scale-") as folder:
         data_dir, store_dir = str(Path(folder) / "data"), str(Path(folder) / "models")
+        sampling = ["--seed", str(seed), "--users", str(users), "--visitors", str(visitors)]
         steps = [
-            ("generating", ["generate", label, data_dir, "--seed", str(seed)]),
+            ("generating", ["generate", label, data_dir, *sampling]),
             ("training", ["train", data_dir, store_dir]),
-            (
-                "serving",
-                [
-                    "serve",
-                    store_dir,
-                    "-",
-                    "--seed",
-                    str(seed),
-                    "--users",
-                    str(users),
-                    "--visitors",
-                    str(visitors),
-                ],
-            ),
+            ("serving", ["serve", store_dir, "-", *sampling]),
         ]
         for step, arguments in steps:
             start = time.perf_counter()
-            found, error = _child(["--child", *arguments[:3], *arguments[3:]], limit)
+            found, error = _child(["--child", *arguments], limit)
             if found is None:
                 figures["error"] = (
                     f"{step} failed after {time.perf_counter() - start:.0f} s: {error}"
@@ -268,6 +262,10 @@ def measure(
 
 def _figure(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / MB:.1f}" if size >= 0.1 * MB else f"{size / MB:.3f}"
 
 
 def _label(result: dict[str, Any]) -> str:
@@ -306,7 +304,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             fold = f"{lat['fold_in_p50']:.2f} / {lat['fold_in_p99']:.2f}" if lat else "-"
             lines.append(
                 f"| {_label(r)} | {name} | {_figure(seconds)} "
-                f"| {_figure(r['artifact_bytes'][name] / MB)} | {known} | {fold} |"
+                f"| {_megabytes(r['artifact_bytes'][name])} | {known} | {fold} |"
             )
     lines.append("")
     lines += [f"- {_label(r)}: {r['error']}" for r in results if "error" in r]
