@@ -292,15 +292,12 @@ async def _evaluate(
 async def _publish(
     store: ArtifactStore, config: Config, built: Mapping[str, bytes], progress: Progress
 ) -> Registry:
-    """Publish through the service's own path, one model at a time, the hybrid last."""
+    """Publish through the service's own path: the three as one set, the hybrid last."""
     registry = Registry(store, key=config.artifact_key)
-    done: list[str] = []
-    for name in MODEL_NAMES:
-        progress.step(f"publishing {name}")
-        problem = (await registry.install({name: built[name]}))[name]
-        if problem is not None:
-            raise JobError(_publish_failure(name, problem, done))
-        done.append(name)
+    problems = await registry.install(built, lambda name: progress.step(f"publishing {name}"))
+    failed = {name: problem for name, problem in problems.items() if problem is not None}
+    if failed:
+        raise JobError(_publish_failure(failed))
     return registry
 
 
@@ -316,11 +313,12 @@ def _report(registry: Registry, metrics: Mapping[str, Mapping[str, float]]) -> l
     return lines
 
 
-def _publish_failure(name: str, problem: str, done: Sequence[str]) -> str:
-    before = f"{', '.join(done)} already published; " if done else "nothing else published; "
+def _publish_failure(failed: Mapping[str, str]) -> str:
+    problem = next(iter(failed.values()))
     return (
-        f"publishing {name} failed: {problem}. {before}a running service keeps serving its "
-        "current models; run wisata-retrain again once the store is reachable"
+        f"publishing {', '.join(failed)} failed: {problem}. The set was not published whole, so "
+        "a running service keeps serving its current models; run wisata-retrain again once the "
+        "store is reachable"
     )
 
 

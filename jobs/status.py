@@ -57,6 +57,7 @@ async def collect(config: Config) -> dict[str, Any]:
         "store": location,
         "models": {name: _model(statuses[name], objects[name]) for name in MODEL_NAMES},
         "problems": [f"{name}: {reason}" for name, reason in missing.items()],
+        "unfinished_publish": registry.unfinished_publish,
     }
 
 
@@ -83,6 +84,13 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"{name}: {state}" + (f": {model['reason']}" if model["reason"] else ""))
         lines.extend(f"  {line}" for line in _details(model, name))
     lines.append("")
+    unfinished = report["unfinished_publish"]
+    if unfinished is not None:
+        lines.append(
+            f"UNFINISHED PUBLISH {unfinished['set_id'][:12]} (started {unfinished['started_at']}): "
+            f"the versions before it are loaded for {', '.join(unfinished['held_back'])}; "
+            "the next training publishes a whole set again"
+        )
     if report["ready"]:
         lines.append("READY: the three models load, verify and belong together")
     else:

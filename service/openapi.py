@@ -200,8 +200,20 @@ SCHEMAS: Final[dict[str, Any]] = {
                 ["backend", "bucket", "prefix", "location", "reachable", "error"],
             ),
             "job": {**_ref("Job"), "nullable": True},
+            "unfinished_publish": {
+                **_object(
+                    {
+                        "set_id": {"type": "string"},
+                        "started_at": {"type": "string", "format": "date-time"},
+                        "models": {"type": "array", "items": {"type": "string"}},
+                        "held_back": {"type": "array", "items": {"type": "string"}},
+                    },
+                    ["set_id", "started_at", "models", "held_back"],
+                ),
+                "nullable": True,
+            },
         },
-        ["models", "storage", "job"],
+        ["models", "storage", "job", "unfinished_publish"],
     ),
     "ReloadResult": _object(
         {"reloaded": {"type": "array", "items": {"type": "string"}}, "models": _MODELS_BY_NAME},

@@ -6,25 +6,33 @@ sub-model is replaced the hybrid keeps serving with its own pair (reported ``sta
 hybrid built from the new pair arrives. Nothing here raises for a bad artifact: a model that
 cannot be loaded is ``failed`` or ``not_trained`` with the reason, and a model already serving
 keeps serving.
+
+Several models are published as one set through the publish journal (:mod:`service.publishing`):
+while a publish is unfinished, in this process or another, or was interrupted, the artifacts it
+already placed are held back and their previous versions served, so the set loaded is all old or
+all new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from service import artifacts
+from service import artifacts, publishing
 from service.artifacts import ArtifactError, ArtifactHeader
+from service.publishing import JOURNAL_KEY, SET_METADATA, Journal, Planned, Replaced, artifact_key
 from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
 __all__ = [
+    "SET_METADATA",
     "ModelNotTrained",
     "ModelState",
     "ModelStatus",
@@ -37,6 +45,12 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 TRAIN_HINT = "train it with POST /api/ml/train-all (or the wisata-retrain job)"
+
+
+class Progress(Protocol):
+    """Told the name of each model just before its artifact is published."""
+
+    def __call__(self, name: str, /) -> None: ...
 
 
 class ModelState(enum.StrEnum):
@@ -67,11 +81,6 @@ class UnknownModel(KeyError):
 
     def __str__(self) -> str:
         return f"unknown model {self.name!r}; the models are {', '.join(MODEL_NAMES)}"
-
-
-def artifact_key(name: str) -> str:
-    """The store key of a model's artifact (relative to the store's prefix)."""
-    return f"{name}.pkl"
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,8 @@ class Registry:
         self.storage_available = True
         self.storage_error: str | None = None
         self.loaded_once = False
+        self.unfinished_publish: dict[str, Any] | None = None
+        """The publish whose artifacts are held back (see :mod:`service.publishing`), if any."""
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -153,9 +164,18 @@ class Registry:
         return slot.model
 
     def version(self, name: str) -> str:
-        """Short version of the served model: the start of its payload checksum."""
+        """Short version of the served model, different whenever its answers may differ.
+
+        The start of its payload checksum; for the hybrid, of a digest of its own checksum and
+        its sub-models' (retrained on new ratings, its own bytes may stay the same).
+        """
         header = self._slot(name).header
-        return header.payload_sha256[:12] if header else ""
+        if header is None:
+            return ""
+        if not header.parents:
+            return header.payload_sha256[:12]
+        parts = [header.payload_sha256, *(f"{n}={c}" for n, c in sorted(header.parents.items()))]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
     def header(self, name: str) -> ArtifactHeader | None:
         """The artifact header of the model serving as ``name``, if any."""
@@ -184,6 +204,13 @@ class Registry:
             else:
                 detail = f"{status.state.value.upper().replace('_', ' ')}: {status.reason}"
             lines.append(f"{name}: {detail}")
+        if self.unfinished_publish is not None:
+            held = self.unfinished_publish["held_back"]
+            lines.append(
+                f"publish {self.unfinished_publish['set_id'][:12]} (started "
+                f"{self.unfinished_publish['started_at']}) is unfinished: the previous versions "
+                f"of {', '.join(held)} are served until a publish completes"
+            )
         return lines
 
     def sub_models(self) -> dict[str, tuple[Recommender, str]]:
@@ -200,24 +227,41 @@ class Registry:
     async def load_all(self) -> None:
         """Load every artifact at startup; only an unreachable store raises."""
         async with self._lock:
+            current, held = await self._survey()
             for name in MODEL_NAMES:
-                await self._load(name)
+                planned = held.get(name)
+                if planned is None:
+                    await self._load(name)
+                elif (previous := self._previous(name, planned)) is not None:
+                    await self._load(name, previous.version_id)
+                elif current[name] is not None and planned.previous is not None:
+                    await self._load(name)  # the store keeps no versions: the new one or nothing
             self.loaded_once = True
 
     async def refresh(self) -> list[str]:
-        """Reload the artifacts whose ETag changed since they were loaded; return their names."""
+        """Reload the artifacts that changed since they were loaded; return their names.
+
+        An artifact held back by an unfinished publish is not swapped in until the publish
+        completes: the version it replaces keeps serving (or is loaded, when something else is).
+        """
         reloaded = []
         async with self._lock:
+            current, held = await self._survey()
             for name in MODEL_NAMES:
                 slot = self._slots[name]
-                try:
-                    info = await self._storage_call(self.store.head(artifact_key(name)))
-                except NotFound:
+                info = current[name]
+                if info is None:
                     if slot.model is not None and slot.state is not ModelState.NOT_PERSISTED:
                         self._set(name, replace(slot, last_error="artifact missing from the store"))
                     continue
                 known = slot.artifact.etag if slot.artifact else None
-                if info.etag != known and await self._load(name):
+                wanted, version_id = info.etag, None
+                if name in held:
+                    previous = self._previous(name, held[name])
+                    if previous is None:
+                        continue  # nothing older to serve: keep what is served, if anything
+                    wanted, version_id = previous.etag, previous.version_id
+                if wanted != known and await self._load(name, version_id):
                     reloaded.append(name)
             if reloaded and Hybrid.name not in reloaded and await self._retry_hybrid():
                 reloaded.append(Hybrid.name)
@@ -240,32 +284,90 @@ class Registry:
         except NotFound:
             return []
 
-    async def install(self, built: Mapping[str, bytes]) -> dict[str, str | None]:
-        """Serve freshly trained artifacts and publish them; return each publish error or None.
+    async def install(
+        self, built: Mapping[str, bytes], progress: Progress | None = None
+    ) -> dict[str, str | None]:
+        """Publish freshly trained artifacts and serve them; return each publish error or None.
 
-        Each artifact is verified and loaded before it replaces anything. A failed publish keeps
-        the new model serving from memory (state ``trained_not_persisted``).
+        Every artifact is verified and loaded before anything is published or replaced. Several
+        artifacts are published as one set, through the publish journal. A failed publish keeps
+        the new models serving from memory (state ``trained_not_persisted``); other readers of
+        the store keep the previous set.
         """
-        results: dict[str, str | None] = {}
+        names = [name for name in MODEL_NAMES if name in built]
         async with self._lock:
-            for name in MODEL_NAMES:
-                if name not in built:
-                    continue
-                data = built[name]
-                model, header = await asyncio.to_thread(self._verify, data, name)
-                info: ObjectInfo | None = None
-                error: str | None = None
-                try:
-                    metadata = artifacts.to_metadata(header)
-                    info = await self._storage_call(
-                        self.store.put(artifact_key(name), data, metadata)
-                    )
-                except StorageError as e:
-                    error = str(e)
-                    logger.error("%s: trained but not persisted: %s", name, e)
-                await self._serve(name, model, header, info, 0.0, persist_error=error)
-                results[name] = error
-        return results
+            verified = {
+                name: await asyncio.to_thread(self._verify, built[name], name) for name in names
+            }
+            headers = {name: header for name, (_, header) in verified.items()}
+            stored, errors = await self._publish(built, headers, progress)
+            for name, (model, header) in verified.items():
+                await self._serve(
+                    name, model, header, stored.get(name), 0.0, persist_error=errors.get(name)
+                )
+        return {name: errors.get(name) for name in names}
+
+    # --- publishing -------------------------------------------------------------------------------
+
+    async def _publish(
+        self,
+        built: Mapping[str, bytes],
+        headers: Mapping[str, ArtifactHeader],
+        progress: Progress | None,
+    ) -> tuple[dict[str, ObjectInfo], dict[str, str]]:
+        """Publish the artifacts, as one set when there are several; what was stored, errors."""
+        stored: dict[str, ObjectInfo] = {}
+        journal: Journal | None = None
+        try:
+            if len(headers) > 1:
+                checksums = {name: header.payload_sha256 for name, header in headers.items()}
+                journal = await self._storage_call(publishing.announce(self.store, checksums))
+            for name, header in headers.items():
+                if progress is not None:
+                    progress(name)
+                metadata = artifacts.to_metadata(header)
+                if journal is not None:
+                    metadata[SET_METADATA] = journal.set_id
+                stored[name] = await self._storage_call(
+                    self.store.put(artifact_key(name), built[name], metadata)
+                )
+        except StorageError as e:
+            reason = str(e)
+            if stored:
+                reason += (
+                    f"; {', '.join(stored)} went in, but the set is unfinished, so readers of the "
+                    "store keep the previous versions"
+                )
+            logger.error("not persisted (%s): %s", ", ".join(headers), reason)
+            return {}, {name: reason for name in headers}
+        if journal is not None:
+            try:
+                await self._storage_call(self.store.delete(JOURNAL_KEY))
+            except StorageError as e:  # every artifact is in place: readers see the set complete
+                logger.warning("publish %s complete; its journal stays: %s", journal.set_id, e)
+        self.unfinished_publish = None
+        return stored, {}
+
+    async def _survey(self) -> tuple[dict[str, ObjectInfo | None], dict[str, Planned]]:
+        """Each model's current object, and those an unfinished publish holds back."""
+        found = await self._storage_call(publishing.survey(self.store))
+        self.unfinished_publish = found.unfinished()
+        return dict(found.current), dict(found.held)
+
+    def _previous(self, name: str, planned: Planned) -> Replaced | None:
+        """The version to serve in place of a held-back artifact; None when there is none."""
+        previous = planned.previous
+        if previous is not None and previous.version_id is not None:
+            return previous
+        slot = self._slots[name]
+        if slot.model is None:
+            why = (
+                "the store keeps no versions, so the one it replaces cannot be read back"
+                if previous is not None
+                else "no version was published before it"
+            )
+            self._set(name, _Slot(reason=f"its only artifact is from an unfinished publish; {why}"))
+        return None
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -307,15 +409,21 @@ class Registry:
             return False  # a stale hybrid already serves with its own sub-models
         return await self._load(Hybrid.name)
 
-    async def _load(self, name: str) -> bool:
-        """Fetch, verify and serve one artifact; False (and the reason recorded) on failure."""
+    async def _load(self, name: str, version_id: str | None = None) -> bool:
+        """Fetch, verify and serve one artifact (its current version by default).
+
+        Returns False, the reason recorded, on failure.
+        """
         slot = self._slots[name]
         start = time.perf_counter()
         try:
-            data, info = await self._storage_call(self.store.get(artifact_key(name)))
+            data, info = await self._storage_call(self.store.get(artifact_key(name), version_id))
         except NotFound:
             if slot.model is None:
-                self._set(name, _Slot(reason="no artifact in the store yet"))
+                missing = "no artifact in the store yet"
+                if version_id is not None:
+                    missing = f"version {version_id} of its artifact is no longer stored"
+                self._set(name, _Slot(reason=missing))
             return False
         try:
             model, header = await asyncio.to_thread(self._verify, data, name)

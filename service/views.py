@@ -150,6 +150,7 @@ async def status(request: web.Request) -> web.Response:
                 "error": error,
             },
             "job": None if job is None else job.to_dict(),
+            "unfinished_publish": registry.unfinished_publish,
         }
     )
 

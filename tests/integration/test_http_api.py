@@ -194,7 +194,10 @@ async def test_recommendations_are_the_served_models_answers(
         expected = models[name].recommend(KNOWN_USER, n=7)
         assert body["user_id"] == KNOWN_USER
         assert body["algorithm"] == algorithm
-        assert body["model_version"] == sha(demo[name])[:12]
+        if name == "hybrid":  # its version also names its sub-models: see test_registry.py
+            assert len(body["model_version"]) == 12
+        else:
+            assert body["model_version"] == sha(demo[name])[:12]
         assert body["cold_start"] is False
         assert [(i["id"], i["score"]) for i in body["items"]] == expected.items
         for item in body["items"]:
@@ -672,6 +675,7 @@ async def test_training_runs_beside_requests(
     serve: MakeClient, local: str, demo: dict[str, bytes]
 ) -> None:
     client = await serve(local)
+    old = await call(client, "GET", RECS, 200, params={"user_id": KNOWN_USER})
     async with client.post("/api/ml/train-all") as response:
         assert response.status == 202
         accepted = await response.json()
@@ -682,7 +686,7 @@ async def test_training_runs_beside_requests(
 
     # The service answers while the job runs: the GET completes before the job does.
     served = await call(client, "GET", RECS, 200, params={"user_id": KNOWN_USER})
-    assert served["model_version"] == sha(demo["hybrid"])[:12]
+    assert served["model_version"] == old["model_version"]
     running = await call(client, "GET", f"/api/ml/jobs/{job_id}", 200)
     assert running["status"] in ("queued", "running") and running["finished_at"] is None
     assert (await call(client, "GET", "/api/ml/status", 200))["job"]["job_id"] == job_id
@@ -703,6 +707,7 @@ async def test_training_runs_beside_requests(
     assert job["started_at"] <= job["finished_at"]
     status = await call(client, "GET", "/api/ml/status", 200)
     assert status["job"] is None
+    assert status["unfinished_publish"] is None  # the set went in whole
     for name in MODEL_NAMES:
         assert status["models"][name]["state"] == "loaded"
         assert status["models"][name]["trained_at"] >= artifacts.read_header(demo[name]).trained_at

@@ -30,13 +30,13 @@ from aiohttp.test_utils import TestClient
 
 from jobs import backup, retrain, status
 from jobs.retrain import NDCG
-from service import artifacts
+from service import artifacts, publishing
 from service.app import create_app
 from service.artifacts import ArtifactHeader
 from service.config import Config
 from service.datasets import load_dataset
 from service.recommenders import MODEL_NAMES
-from service.registry import Registry, artifact_key
+from service.registry import SET_METADATA, Registry, artifact_key
 from service.sample_data import SAMPLE_DATA_DIR
 from service.training import BuildResult, build_artifacts
 from storage import ArtifactStore, NotFound, ObjectInfo, open_store
@@ -383,6 +383,30 @@ async def test_status_is_ready_when_all_three_models_load(
     assert "component   item_factors_: ndarray" in text
 
 
+async def test_status_names_an_unfinished_publish_and_the_versions_it_loads(
+    place: Place, built: BuildResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await publish(place, built.artifacts)
+    async with opened(place.url, place.endpoint) as store:  # a publish killed after one model
+        journal = await publishing.announce(
+            store, {n: sha(built.artifacts[n]) for n in MODEL_NAMES}
+        )
+        data = built.artifacts["content_based"]
+        metadata = artifacts.to_metadata(artifacts.read_header(data))
+        await store.put("content_based.pkl", data, {**metadata, SET_METADATA: journal.set_id})
+
+    assert await run(status.main, "--json") == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["ready"] is True
+    assert report["unfinished_publish"]["set_id"] == journal.set_id
+    assert report["unfinished_publish"]["held_back"] == ["content_based"]
+    assert await run(status.main) == 0
+    text = capsys.readouterr().out
+    assert f"UNFINISHED PUBLISH {journal.set_id[:12]}" in text
+    assert "the versions before it are loaded for content_based" in text
+
+
 async def test_status_is_not_ready_when_a_model_is_missing(
     place: Place, built: BuildResult, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -478,11 +502,15 @@ async def test_backup_and_restore_round_trip(
     assert await run(backup.main, "--restore", name) == 0
 
     restored = await current(place)
+    sets = set()
     for model in MODEL_NAMES:
         data, info = restored[model]
         assert data == built.artifacts[model]
         header = artifacts.read_header(data)
-        assert info.metadata == artifacts.to_metadata(header)  # reads as a fresh publish does
+        metadata = dict(info.metadata)
+        sets.add(metadata.pop(SET_METADATA))
+        assert metadata == artifacts.to_metadata(header)  # reads as a fresh publish does
+    assert len(sets) == 1  # restored as one set
     async with opened(place.url, place.endpoint) as store:
         registry = Registry(store, key=KEY.encode())
         await registry.load_all()
