@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.cli import ExitCode, JobError, error, open_config_store, run_job
-from service import artifacts
+from service import artifacts, publishing
 from service.artifacts import ArtifactError, ArtifactHeader
 from service.config import Config
 from service.recommenders import MODEL_NAMES, Hybrid
@@ -104,6 +104,8 @@ async def create_backup(
 ) -> tuple[str, list[dict[str, Any]]]:
     """Copy the current artifacts of ``source`` into a new backup at ``place``.
 
+    Where a publish is unfinished, the versions readers serve (those before it) are copied.
+
     Artifacts that fail verification are copied all the same (a backup copies what is there)
     and marked ``verified: false`` in the manifest, with a warning.
 
@@ -119,9 +121,14 @@ async def create_backup(
     """
     name = await _unused_name(place, now or datetime.now(UTC))
     entries: list[dict[str, Any]] = []
+    held = (await publishing.survey(source)).held
     for model in MODEL_NAMES:
+        previous = held[model].previous if model in held else None
+        version_id = previous.version_id if previous is not None else None
+        if version_id is not None:
+            logger.warning("%s: backing up the version served before an unfinished publish", model)
         try:
-            data, info = await source.get(artifact_key(model))
+            data, info = await source.get(artifact_key(model), version_id)
         except NotFound:
             logger.warning("%s: no artifact to back up", model)
             continue

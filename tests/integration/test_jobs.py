@@ -518,6 +518,30 @@ async def test_backup_and_restore_round_trip(
     assert registry.status()["hybrid"].checksum == sha(built.artifacts["hybrid"])
 
 
+async def test_a_backup_during_an_unfinished_publish_copies_the_served_set(
+    place: Place, built: BuildResult, datasets: Datasets, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await publish(place, built.artifacts)
+    newer = build_artifacts(datasets.newer, key=KEY.encode(), hybrid_weight=0.6)
+    async with opened(place.url, place.endpoint) as store:  # killed after the sub-models
+        checksums = {name: sha(newer.artifacts[name]) for name in MODEL_NAMES}
+        journal = await publishing.announce(store, checksums)
+        for name in ("content_based", "collaborative"):
+            data = newer.artifacts[name]
+            metadata = artifacts.to_metadata(artifacts.read_header(data))
+            await store.put(artifact_key(name), data, {**metadata, SET_METADATA: journal.set_id})
+
+    assert await run(backup.main) == 0
+    name = capsys.readouterr().out.split()[1]
+    await publish(place, newer.artifacts)
+    assert await run(backup.main, "--restore", name) == 0
+
+    restored = await current(place)
+    assert {n: sha(data) for n, (data, _) in restored.items()} == {
+        n: sha(data) for n, data in built.artifacts.items()
+    }
+
+
 async def test_backups_keep_the_artifacts_metadata(
     place: Place, built: BuildResult, capsys: pytest.CaptureFixture[str]
 ) -> None:
