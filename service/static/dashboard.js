@@ -287,11 +287,23 @@ function renderStatus(status) {
   const reach = storage.reachable
     ? badge("reachable", "ok")
     : badge(`unreachable${storage.error ? `: ${storage.error}` : ""}`, "bad");
+  const unfinished = status.unfinished_publish;
+  const held = unfinished
+    ? [
+        " · ",
+        badge(
+          `unfinished publish since ${unfinished.started_at}: ` +
+            `the versions before it are served for ${unfinished.held_back.join(", ")}`,
+          "warn wrap",
+        ),
+      ]
+    : [];
   $("storage").replaceChildren(
     "Storage: ",
     el("b", {}, storage.backend),
     ` · ${storage.location} · `,
     reach,
+    ...held,
   );
   const rows = Object.entries(status.models).map(([name, model]) => modelRow(name, model));
   $("models-body").replaceChildren(...rows);

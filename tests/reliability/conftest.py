@@ -17,8 +17,7 @@ from typing import Any, Final
 import pytest
 
 from service import artifacts
-from service.recommenders import MODEL_NAMES
-from service.registry import artifact_key
+from service.registry import Registry, artifact_key
 from service.sample_data import SAMPLE_DATA_DIR
 from service.training import build_artifacts
 from storage import ArtifactStore, open_store
@@ -89,13 +88,11 @@ def open_bucket(url: str, endpoint: str) -> ArtifactStore:
 
 
 async def publish(url: str, endpoint: str, built: Mapping[str, bytes]) -> None:
-    """Publish artifacts in training order (the hybrid last), as the retrain job does."""
+    """Publish artifacts as one set, the hybrid last, as the retrain job does."""
     async with open_bucket(url, endpoint) as store:
         await store.ensure_ready()
-        for name in MODEL_NAMES:
-            if name in built:
-                metadata = artifacts.to_metadata(artifacts.read_header(built[name]))
-                await store.put(artifact_key(name), built[name], metadata)
+        errors = await Registry(store).install(built)
+        assert not any(errors.values()), errors
 
 
 async def put_raw(url: str, endpoint: str, name: str, data: bytes) -> None:

@@ -1,6 +1,6 @@
 """Load: 32 concurrent clients on the recommendation routes while a training and a reload happen.
 
-Two phases of at least 30 s each, one on a service with the response cache (the default) and
+Two phases of at least 60 s each, one on a service with the response cache (the default) and
 one with ``WISATA_RESPONSE_CACHE=0``, so that the models really run on every request. In each,
 a real ``python -m service`` process on a ``moto_server`` bucket serves a first set of models
 (A) while 32 aiohttp clients on 127.0.0.1 send recommendation, similar-item and fold-in
@@ -48,7 +48,7 @@ from tests.serving import ServeProcess
 pytestmark = pytest.mark.slow
 
 CLIENTS: Final = 32
-PHASE_SECONDS: Final = 30.0
+PHASE_SECONDS: Final = 60.0
 #: The phase goes on until the training and the reload are done, but never past this.
 MAX_PHASE_SECONDS: Final = 150.0
 REQUEST_TIMEOUT: Final = 30.0
