@@ -292,7 +292,7 @@ function renderStatus(status) {
     ? [
         " · ",
         badge(
-          `unfinished publish since ${unfinished.started_at}: ` +
+          `unfinished publish since ${formatDate(unfinished.started_at)}: ` +
             `the versions before it are served for ${unfinished.held_back.join(", ")}`,
           "warn wrap",
         ),

@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from service import artifacts
+from service import artifacts, publishing
 from service.app import create_app
 from service.config import Config
 from service.dashboard import STATIC_DIR, DashboardMissing, add_dashboard_routes
 from service.recommenders import MODEL_NAMES
+from service.registry import SET_METADATA, Registry
 from service.sample_data import SAMPLE_DATA_DIR
 from service.training import build_artifacts
 from storage import open_store
@@ -394,6 +395,51 @@ def test_chart_plots_the_metrics_the_versions_recorded(
     assert f"#{before + 2}: NDCG@10 {last['ndcg@10']:.3f}, coverage {last['coverage']:.3f}" in label
     assert f"ndcg@10 {recorded[-1]['ndcg@10']:.3f}" in version_items(page)[0]["text"]
     page.screenshot(shots / "01-chart.png", full_page=True)
+
+
+async def interrupt_a_publish(endpoint: str, bucket: str, finish: bool) -> None:
+    """Leave what a training killed after its content model leaves, or finish that publish."""
+    async with open_store(f"s3://{bucket}/models", endpoint=endpoint) as store:
+        if finish:  # the next training publishes a whole set, replacing the journal
+            registry = Registry(store)
+            await registry.load_all()
+            built = await asyncio.to_thread(build_artifacts, SAMPLE_DATA_DIR)
+            assert not any((await registry.install(built.artifacts)).values())
+            return
+        built = await asyncio.to_thread(build_artifacts, SAMPLE_DATA_DIR)
+        checksums = {
+            name: artifacts.read_header(built.artifacts[name]).payload_sha256
+            for name in MODEL_NAMES
+        }
+        journal = await publishing.announce(store, checksums)
+        data = built.artifacts["content_based"]
+        metadata = artifacts.to_metadata(artifacts.read_header(data))
+        await store.put("content_based.pkl", data, {**metadata, SET_METADATA: journal.set_id})
+
+
+@pytest.mark.slow
+def test_an_unfinished_publish_is_shown_with_the_set_still_served(
+    page: Browser, service: ServiceProcess, s3_server: str, bucket: str, shots: Path
+) -> None:
+    ensure_trained(service)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    served = service.json("GET", "/api/ml/status")["models"]["content_based"]["checksum"]
+    asyncio.run(interrupt_a_publish(s3_server, bucket, finish=False))
+    service.json("POST", "/api/ml/reload", None, admin)
+
+    page.click("#refresh")
+    page.wait_for(lambda: "unfinished publish" in page.text("#storage"), "the unfinished publish")
+    assert "served for content_based" in page.text("#storage")
+    assert model_states(page) == dict.fromkeys(MODEL_NAMES, "LOADED")
+    assert service.json("GET", "/api/ml/status")["models"]["content_based"]["checksum"] == served
+    assert page.js("return document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(shots / "01-unfinished-publish.png", full_page=True)
+
+    asyncio.run(interrupt_a_publish(s3_server, bucket, finish=True))
+    service.json("POST", "/api/ml/reload", None, admin)
+    page.click("#refresh")
+    page.wait_for(lambda: "unfinished" not in page.text("#storage"), "the publish completed")
+    assert service.json("GET", "/api/ml/status")["unfinished_publish"] is None
 
 
 @pytest.mark.slow
