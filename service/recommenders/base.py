@@ -210,7 +210,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         """Recommend ``n`` items for ``user_id``; unknown users get popular items (cold start)."""
         self._check_fitted()
         _check_n(n)
-        row = self.user_position(user_id)
+        row = self._user_rows().get(str(user_id))
         if row is None:
             return self._popular(n, exclude=None)
         exclude = self.seen(row) if exclude_seen else None
@@ -237,13 +237,24 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         position = self.catalogue_.position(item_id)
         scores = self._item_scores(position)
         order = top_k(scores, n, np.array([position], dtype=np.intp))
-        return [(str(self.catalogue_.ids[i]), float(scores[i])) for i in order]
+        return self._ranked(scores, order).items
 
     def user_position(self, user_id: str) -> int | None:
         """Row of a known user, ``None`` for a user the model never saw."""
         self._check_fitted()
-        row = int(self.user_ids_.get_indexer([str(user_id)])[0])
-        return None if row < 0 else row
+        return self._user_rows().get(str(user_id))
+
+    def _user_rows(self) -> dict[str, int]:
+        """User id -> row of ``user_ids_``, built on first use and never pickled.
+
+        A dict lookup costs well under a microsecond, ``Index.get_indexer`` about a hundred per
+        request. The dict is rebuilt when ``user_ids_`` is another object (a refit, a re-attach).
+        """
+        cached: tuple[pd.Index, dict[str, int]] | None = self.__dict__.get("_user_rows_cache")
+        if cached is None or cached[0] is not self.user_ids_:
+            cached = (self.user_ids_, {key: row for row, key in enumerate(self.user_ids_)})
+            self._user_rows_cache = cached
+        return cached[1]
 
     def seen(self, row: int) -> IntArray:
         """Positions of the items the user in ``row`` rated in training."""
@@ -257,6 +268,12 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
             np.asarray(self.user_items_.indices[start:end], dtype=np.intp),
             np.asarray(self.user_items_.data[start:end], dtype=np.float64),
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Artifacts keep the learned state only: caches built on first use are left out.
+        state: dict[str, Any] = dict(super().__getstate__())
+        state.pop("_user_rows_cache", None)
+        return state
 
     def components(self) -> dict[str, str]:
         """Describe the learned state: attribute name -> type and shape (for status reports)."""
@@ -274,8 +291,10 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
     def _ranked(
         self, scores: FloatArray, order: IntArray, cold_start: bool = False
     ) -> Recommendations:
-        ids = self.catalogue_.ids
-        return Recommendations([(str(ids[i]), float(scores[i])) for i in order], cold_start)
+        # One gather and tolist() each: indexing the pandas Index item by item costs more.
+        ids = np.asarray(self.catalogue_.ids)[order].tolist()
+        values = np.asarray(scores, dtype=np.float64)[order].tolist()
+        return Recommendations([(str(i), v) for i, v in zip(ids, values, strict=True)], cold_start)
 
 
 def _check_n(n: int) -> None:

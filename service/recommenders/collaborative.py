@@ -133,14 +133,19 @@ class Collaborative(Recommender):
         components = self.nmf_.components_
         target = np.einsum("i,ki->k", values, components[:, items].astype(np.float64)) - l1
         factors = np.zeros(len(gram))
+        # Python floats and prebuilt row views for what the inner loop reads: the same values
+        # and operations as indexing the arrays there, without a numpy scalar per access.
+        rows, diagonal, targets = list(gram), gram.diagonal().tolist(), target.tolist()
+        current = factors.tolist()
         initial = 0.0
         for iteration in range(1, int(self.nmf_.max_iter) + 1):
             violation = 0.0
-            for t in range(len(gram)):
-                grad = float(np.dot(gram[t], factors)) - target[t]
-                violation += abs(min(0.0, grad) if factors[t] == 0.0 else grad)
-                if gram[t, t] != 0.0:
-                    factors[t] = max(factors[t] - grad / gram[t, t], 0.0)
+            for t, row in enumerate(rows):
+                grad = float(np.dot(row, factors)) - targets[t]
+                violation += abs(min(0.0, grad) if current[t] == 0.0 else grad)
+                if diagonal[t] != 0.0:
+                    current[t] = max(current[t] - grad / diagonal[t], 0.0)
+                    factors[t] = current[t]
             if iteration == 1:
                 initial = violation
             if initial == 0.0 or violation / initial <= self.nmf_.tol:

@@ -7,7 +7,10 @@ used by each item, about linearly in the number of items.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import MultiLabelBinarizer, normalize
@@ -15,7 +18,11 @@ from sklearn.preprocessing import MultiLabelBinarizer, normalize
 from service.datasets import Dataset
 from service.recommenders.base import FloatArray, IntArray, Recommender
 
-__all__ = ["ContentBased"]
+__all__ = ["DENSE_PAIRWISE_LIMIT", "ContentBased"]
+
+#: Multiply-adds (stored entries x items) up to which ``pairwise`` uses a dense block: about
+#: 0.3 ms of work, what scipy's sparse product costs in per-call overhead alone.
+DENSE_PAIRWISE_LIMIT = 1_000_000
 
 
 class ContentBased(Recommender):
@@ -87,19 +94,33 @@ class ContentBased(Recommender):
         blocks = [normalize(words), normalize(categories) * self.category_weight]
         self.item_vectors_ = normalize(sp.hstack(blocks, format="csr")).astype(np.float32)
 
+    # The request paths below read the CSR arrays of ``item_vectors_`` directly instead of going
+    # through scipy's fancy indexing, transposes and sparse-sparse products: on a request's few
+    # rows scipy's per-call checks and conversions cost several times the arithmetic. Every sum
+    # is still done by the same scipy kernel or in the same order, in the same dtype, as the
+    # plain scipy expression in each comment, so the scores are the same to the last bit.
+
     def _profile_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
         weights = ratings - ratings.mean() if self.center_ratings else ratings
         if not np.any(weights):
             weights = ratings
         # A dense profile: a sparse one costs a sparse-times-sparse product per request, several
         # times slower for a heavy user of a 20k-item catalogue (docs/PERFORMANCE.md, Scale).
+        # ``item_vectors_[items].T @ weights``: scipy's csc_matvec adds each stored entry's
+        # float64 product into its feature, item after item, in stored order; bincount adds the
+        # same products in the same order.
+        vectors = self.item_vectors_
+        positions, lengths = _row_entries(vectors, items)
+        products = vectors.data[positions].astype(np.float64) * np.repeat(weights, lengths)
+        profile = np.bincount(
+            vectors.indices[positions], weights=products, minlength=vectors.shape[1]
+        )
         # einsum, not a BLAS dot: OpenBLAS threads a dot this long, which costs milliseconds
         # when another process holds the other core.
-        profile = np.asarray(self.item_vectors_[items].T @ weights, dtype=np.float64)
         norm = float(np.sqrt(np.einsum("i,i->", profile, profile)))
         if norm == 0.0:
             return np.zeros(len(self.catalogue_))
-        return np.asarray(self.item_vectors_ @ (profile / norm), dtype=np.float64)
+        return np.asarray(vectors @ (profile / norm), dtype=np.float64)
 
     def _user_scores(self, user: int) -> FloatArray:
         return self._profile_scores(*self.user_ratings(user))
@@ -108,14 +129,93 @@ class ContentBased(Recommender):
         return self._profile_scores(items, ratings)
 
     def _item_scores(self, item: int) -> FloatArray:
-        return self.similarity(item, np.arange(len(self.catalogue_)))
+        # The whole catalogue: one float32 matrix-vector product, without copying the matrix.
+        scores = self.item_vectors_ @ self._dense_row(item)
+        return np.asarray(scores, dtype=np.float64)
 
     def similarity(self, item: int, others: IntArray) -> FloatArray:
         """Cosine similarity of the item at ``item`` to the items at ``others``."""
-        scores = self.item_vectors_[others] @ self.item_vectors_[item].T
-        return np.asarray(scores.toarray()).ravel().astype(np.float64)
+        # ``item_vectors_[others] @ item_vectors_[item].T`` sums, per other item, the float32
+        # products over its stored entries in stored order; so does csr_matvec against the
+        # item's row made dense (its zeros add nothing).
+        rows = _rows(self.item_vectors_, np.asarray(others, dtype=np.intp))
+        return np.asarray(rows @ self._dense_row(item), dtype=np.float64)
 
     def pairwise(self, items: IntArray) -> FloatArray:
         """Dense cosine matrix among a few items (MMR candidates, diversity metrics)."""
-        vectors = self.item_vectors_[items]
-        return np.asarray((vectors @ vectors.T).toarray(), dtype=np.float64)
+        # ``vectors @ vectors.T`` (scipy's csr_matmat) sums the float32 products of row i's
+        # stored entries with row k's, in row i's stored order. csr_matvecs against the rows
+        # made dense over the union of their features does the same sums in the same order.
+        # The dense path multiplies every stored entry by every item: past the limit (long rows,
+        # many candidates) scipy's sparse product, which skips the zeros, costs less.
+        items = np.asarray(items, dtype=np.intp)
+        vectors = self.item_vectors_
+        positions, lengths = _row_entries(vectors, items)
+        if positions.size * items.size > DENSE_PAIRWISE_LIMIT:
+            rows = _rows(vectors, items)
+            return np.asarray((rows @ rows.T).toarray(), dtype=np.float64)
+        data = vectors.data[positions]
+        columns, n_columns = _compact(vectors.indices[positions], vectors.shape[1])
+        block = np.zeros((n_columns, len(items)), dtype=vectors.dtype)
+        block[columns, np.repeat(np.arange(len(items)), lengths)] = data
+        rows = sp.csr_matrix(
+            (data, columns, _indptr(lengths, vectors.indptr.dtype)),
+            shape=(len(items), n_columns),
+        )
+        return np.asarray(rows @ block, dtype=np.float64)
+
+    def _dense_row(self, item: int) -> npt.NDArray[np.float32]:
+        """The vector of the item at ``item`` as a dense float32 array over all features.
+
+        Like the dense block of :meth:`pairwise`, it relies on ``item_vectors_`` holding no
+        duplicate entries in a row, which the sparse stacking and normalising in ``_fit`` ensure.
+        """
+        vectors = self.item_vectors_
+        start, end = vectors.indptr[item], vectors.indptr[item + 1]
+        row = np.zeros(vectors.shape[1], dtype=vectors.dtype)
+        row[vectors.indices[start:end]] = vectors.data[start:end]
+        return row
+
+
+def _row_entries(matrix: sp.csr_matrix, rows: IntArray) -> tuple[IntArray, IntArray]:
+    """Where the stored entries of ``rows`` sit in ``matrix.indices`` and ``matrix.data``.
+
+    Returns the positions, row after row and each row's entries in stored order (the order
+    scipy's kernels sum them in), and the number of entries of each row.
+    """
+    starts = matrix.indptr[rows].astype(np.intp)
+    lengths = matrix.indptr[rows + 1].astype(np.intp) - starts
+    # An entry's position is its row's start plus its offset within the row.
+    shifts = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(shifts.size, dtype=np.intp) + shifts, lengths
+
+
+def _compact(columns: npt.NDArray[Any], n_features: int) -> tuple[npt.NDArray[np.int32], int]:
+    """Renumber ``columns`` 0.. over the distinct ones (order kept); return them and how many.
+
+    A table over all features is O(n_features), no more than the transpose scipy built per call
+    (and the profile is that long anyway); it is several times cheaper than sorting the columns.
+    """
+    slots = np.zeros(n_features, dtype=np.int32)
+    slots[columns] = 1
+    np.cumsum(slots, out=slots)
+    return slots[columns] - 1, int(slots[-1]) if n_features else 0
+
+
+def _indptr(lengths: IntArray, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    indptr = np.zeros(len(lengths) + 1, dtype=dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    return indptr
+
+
+def _rows(matrix: sp.csr_matrix, rows: IntArray) -> sp.csr_matrix:
+    """``matrix[rows]`` (same arrays, same order) without scipy's fancy-indexing overhead."""
+    positions, lengths = _row_entries(matrix, rows)
+    return sp.csr_matrix(
+        (
+            matrix.data[positions],
+            matrix.indices[positions],
+            _indptr(lengths, matrix.indptr.dtype),
+        ),
+        shape=(len(rows), matrix.shape[1]),
+    )

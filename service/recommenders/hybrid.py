@@ -213,6 +213,10 @@ class Hybrid(Recommender):
             self._parts()
         super()._check_fitted()
 
+    def _user_rows(self) -> dict[str, int]:
+        # The users are the content model's (attach checks it): share its table, not a copy.
+        return self._parts()[0]._user_rows()
+
     def _parts(self) -> tuple[ContentBased, Collaborative]:
         if self.content_ is None or self.collaborative_ is None:
             raise NotFittedError(

@@ -37,14 +37,18 @@ def mmr(relevance: FloatArray, similarity: FloatArray, n: int, lam: float) -> In
     n = min(n, m)
     if lam == 1.0 or n == 0:
         return np.argsort(-relevance, kind="stable")[:n].astype(np.intp)
+    # The same arithmetic as ``lam * relevance - (1 - lam) * max_similarity`` at every step, with
+    # the invariant part computed once and the arrays reused: each step is a handful of calls.
+    weighted = lam * relevance
+    penalty = 1.0 - lam
     picked: list[int] = []
     max_similarity = np.zeros(m)
-    available = np.ones(m, dtype=bool)
+    gain = np.empty(m)
     for _ in range(n):
-        gain = lam * relevance - (1.0 - lam) * max_similarity
-        gain[~available] = -np.inf
-        best = int(np.argmax(gain))
+        np.multiply(penalty, max_similarity, out=gain)
+        np.subtract(weighted, gain, out=gain)
+        gain[picked] = -np.inf
+        best = int(gain.argmax())
         picked.append(best)
-        available[best] = False
-        max_similarity = np.maximum(max_similarity, similarity[best])
+        np.maximum(max_similarity, similarity[best], out=max_similarity)
     return np.array(picked, dtype=np.intp)
