@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import multiprocessing
 import os
 import time
 import uuid
@@ -229,8 +230,16 @@ def _lower_priority() -> None:
 
 
 def make_executor(workers: int = 1) -> ProcessPoolExecutor:
-    """A process pool for training, its workers at a lower CPU priority than the web process."""
-    return ProcessPoolExecutor(max_workers=workers, initializer=_lower_priority)
+    """A process pool for training, its workers at a lower CPU priority than the web process.
+
+    The workers start from a fork server, not by forking the web process: that process runs
+    threads (the event loop's executor, the S3 client's), and a child forked from it would
+    inherit any lock one of them held at that moment, held forever. The fork server imports this
+    module once, so a worker starts without paying for the imports again.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_lower_priority)
 
 
 class Trainer:

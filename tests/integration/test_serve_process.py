@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.recommenders import MODEL_NAMES
-from tests.serving import ServeProcess
+from tests.serving import ServeProcess, descendants
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,29 @@ def answers(server: ServeProcess) -> dict[str, Any]:
         ratings = {"ratings": [{"item_id": "3", "rating": 5}], "algorithm": algorithm}
         found[f"POST {algorithm}"] = server.json("POST", "/api/recommendations", ratings)
     return found
+
+
+def niceness(pid: int) -> int:
+    """A process's nice value, field 19 of ``/proc/<pid>/stat`` (after the command's parens)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def check_training_worker(service: int) -> None:
+    """The pool's worker outlives its job: lower priority, and not forked from the web process.
+
+    A child forked from the threaded web process could inherit a lock held by one of its
+    threads; the workers come from a fork server instead.
+    """
+    workers = [pid for pid in descendants(service) if niceness(pid) > niceness(service)]
+    assert len(workers) == 1, [(pid, niceness(pid)) for pid in descendants(service)]
+    assert niceness(workers[0]) == niceness(service) + 10
+    assert parent(workers[0]) != service
 
 
 def test_trained_models_survive_a_restart(s3_endpoint: str) -> None:
@@ -60,6 +84,7 @@ def test_trained_models_survive_a_restart(s3_endpoint: str) -> None:
             time.sleep(0.2)
         assert job["status"] == "succeeded", job
         assert all(v == "yes" for v in job["persisted"].values()), job
+        check_training_worker(first.pid)
         trained = first.json("GET", "/api/ml/status")["models"]
         before = answers(first)
         assert first.stop() == 0, first.log()
