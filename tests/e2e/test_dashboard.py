@@ -22,6 +22,7 @@ from service import artifacts, publishing
 from service.app import create_app
 from service.config import Config
 from service.dashboard import STATIC_DIR, DashboardMissing, add_dashboard_routes
+from service.datasets import load_dataset
 from service.recommenders import MODEL_NAMES
 from service.registry import SET_METADATA, Registry
 from service.sample_data import SAMPLE_DATA_DIR
@@ -395,6 +396,47 @@ def test_chart_plots_the_metrics_the_versions_recorded(
     assert f"#{before + 2}: NDCG@10 {last['ndcg@10']:.3f}, coverage {last['coverage']:.3f}" in label
     assert f"ndcg@10 {recorded[-1]['ndcg@10']:.3f}" in version_items(page)[0]["text"]
     page.screenshot(shots / "01-chart.png", full_page=True)
+
+
+async def publish_collaborative_alone(endpoint: str, bucket: str) -> None:
+    """A collaborative model fitted on nine tenths of the demo ratings, published alone."""
+    demo = load_dataset(SAMPLE_DATA_DIR)
+    newer = demo.with_interactions(demo.interactions.iloc[: int(demo.n_interactions * 0.9)])
+    built = await asyncio.to_thread(build_artifacts, newer, ["collaborative"])
+    async with open_store(f"s3://{bucket}/models", endpoint=endpoint) as store:
+        assert (await Registry(store).install(built.artifacts)) == {"collaborative": None}
+
+
+@pytest.mark.slow
+def test_a_running_job_answers_409_and_a_lone_sub_model_makes_the_hybrid_stale(
+    page: Browser, service: ServiceProcess, s3_server: str, bucket: str, shots: Path
+) -> None:
+    ensure_trained(service)
+    page.reload()
+    # Another operator's training is running: the page shows the API's 409 and follows that job.
+    running = service.json("POST", "/api/ml/train-all", token=ADMIN_TOKEN)["job_id"]
+    page.click("#train-all")
+    give_token(page, ADMIN_TOKEN)
+    page.wait_for(lambda: page.visible("#train-error"), "the 409 error")
+    assert "409 training_in_progress" in page.text("#train-error")
+    assert running in page.text("#train-error")
+    page.wait_for(lambda: running[:8] in page.text("#job-summary"), "the running job followed")
+    page.screenshot(shots / "01-conflict.png")
+    assert service.wait_job(running, 120)["status"] == "succeeded"
+    page.wait_for(lambda: "succeeded" in page.text("#job-summary"), "the job shown succeeded")
+
+    # A collaborative model retrained alone on newer ratings, by the retrain job: the hybrid
+    # keeps its own pair and says so.
+    asyncio.run(publish_collaborative_alone(s3_server, bucket))
+    service.json("POST", "/api/ml/reload", token=ADMIN_TOKEN)
+    page.click("#refresh")
+    page.wait_for(lambda: model_states(page).get("hybrid") == "STALE", "the hybrid STALE")
+    reason = service.json("GET", "/api/ml/status")["models"]["hybrid"]["reason"]
+    assert "collaborative retrained since it was built" in reason
+    assert reason in model_row(page, "hybrid")["text"]
+    assert model_states(page)["collaborative"] == "LOADED"
+    page.screenshot(shots / "02-stale-hybrid.png", full_page=True)
+    service.train_all(ADMIN_TOKEN)  # the next tests start from a consistent set
 
 
 async def interrupt_a_publish(endpoint: str, bucket: str, finish: bool) -> None:
