@@ -39,7 +39,7 @@ from service.openapi import build_document
 from service.registry import Registry
 from service.routes import add_routes, admin_route_names, public_routes
 from service.telemetry import Metrics, load_and_record, refresh_and_record
-from service.training import Trainer, make_executor
+from service.training import Trainer, make_executor, stop_executor
 from storage import StorageError, open_store
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_START", "CLIENT_MAX_SIZE", "create_app"]
@@ -103,9 +103,10 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        # A fit already running in a worker is left to finish: a process cannot be interrupted
-        # safely mid-write, and the job was cancelled so its result is discarded.
-        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        # A fit still running in a worker is stopped, not waited for: its job was cancelled, so
+        # its result would be discarded, and a worker writes nothing (the publish happens here,
+        # on the event loop), so stopping it loses nothing but the training.
+        await asyncio.to_thread(stop_executor, executor)
 
 
 async def _registry(app: web.Application) -> AsyncIterator[None]:

@@ -43,6 +43,7 @@ __all__ = [
     "build_artifacts",
     "make_executor",
     "ordered_models",
+    "stop_executor",
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,6 +241,24 @@ def make_executor(workers: int = 1) -> ProcessPoolExecutor:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_lower_priority)
+
+
+def stop_executor(executor: ProcessPoolExecutor, grace: float = 5.0) -> None:
+    """Shut the pool down without waiting for a fit: terminate its workers, then reap them.
+
+    Blocking; call it in a thread. A worker that ignores SIGTERM for ``grace`` seconds is killed.
+    """
+    workers = list(executor._processes.values())  # no public way to stop them before 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            logger.info("stopping training worker %s", worker.pid)
+            worker.terminate()
+    for worker in workers:
+        worker.join(grace)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 class Trainer:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench.synthetic import SyntheticSpec, generate, write_wisata
 from service.recommenders import MODEL_NAMES
 from tests.serving import ServeProcess, descendants
 
@@ -112,3 +113,34 @@ def test_trained_models_survive_a_restart(s3_endpoint: str) -> None:
     assert "training job" not in second_log, second_log
     for name in MODEL_NAMES:
         assert f"{name}: LOADED" in second_log
+
+
+def test_sigterm_during_a_training_stops_its_worker_and_exits_cleanly(tmp_path: Path) -> None:
+    # A dataset whose training takes seconds (about 10 s of fitting on this VM), so the
+    # shutdown surely arrives while the worker fits.
+    spec = SyntheticSpec(n_users=10_000, n_items=2_000, n_interactions=200_000, seed=3)
+    data = write_wisata(generate(spec), tmp_path / "data")
+    env = {
+        "WISATA_STORAGE": str(tmp_path / "models"),
+        "WISATA_DATA": str(data),
+        "WISATA_RELOAD_INTERVAL": "0",
+        "WISATA_LOG_LEVEL": "INFO",
+    }
+    with ServeProcess(env) as server:
+        job_id = server.json("POST", "/api/ml/train-all")["job_id"]
+        deadline = time.monotonic() + JOB_TIMEOUT
+        workers: list[int] = []
+        while not workers:  # the fit has started in a worker below the service
+            assert time.monotonic() < deadline, server.log()
+            running = server.json("GET", f"/api/ml/jobs/{job_id}")
+            assert running["status"] in ("queued", "running"), running
+            workers = [p for p in descendants(server.pid) if niceness(p) > niceness(server.pid)]
+            time.sleep(0.1)
+
+        assert server.stop() == 0
+        log = server.log()
+    assert f"training job {job_id} failed" in log  # cancelled: nothing was published
+    assert "stopping training worker" in log
+    assert "Traceback" not in log, log
+    assert not Path(f"/proc/{workers[0]}").exists()  # reaped, not left fitting
+    assert not list((tmp_path / "models").glob("*.pkl"))
