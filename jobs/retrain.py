@@ -27,11 +27,12 @@ from jobs.cli import (
     JobError,
     Progress,
     StopFlag,
+    error,
     open_config_store,
     run_job,
     stop_on_signals,
 )
-from jobs.schedule import Schedule, parse_cron, parse_every, run_forever
+from jobs.schedule import Cron, Schedule, check_zone, parse_cron, parse_every, run_forever
 from service import artifacts
 from service.artifacts import MetadataSummary
 from service.config import Config
@@ -331,6 +332,11 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         if_new_ratings=args.if_new_ratings, min_ndcg_ratio=args.min_ndcg_ratio, seed=args.seed
     )
     schedule: Schedule | None = args.every or args.cron
+    if args.timezone is not None and not isinstance(schedule, Cron):
+        error("--timezone only applies to --cron; add --cron '<expression>' or drop --timezone")
+        return ExitCode.USAGE
+    if isinstance(schedule, Cron) and args.timezone is not None:
+        schedule = Cron(schedule.expression, args.timezone)
     stop = StopFlag()
     wake = asyncio.Event()
     with stop_on_signals(stop, wake):
@@ -383,6 +389,13 @@ def _cron(text: str) -> Schedule:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _zone(text: str) -> str:
+    try:
+        return check_zone(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of ``wisata-retrain`` (its flags and their checks)."""
     parser = argparse.ArgumentParser(
@@ -405,8 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--cron",
         type=_cron,
         metavar="EXPRESSION",
-        help="stay up and run at the times of this cron expression, in UTC, "
+        help="stay up and run at the times of this cron expression, in UTC (or --timezone), "
         "e.g. '0 3 * * 0' for Sundays at 03:00",
+    )
+    parser.add_argument(
+        "--timezone",
+        type=_zone,
+        metavar="ZONE",
+        help="with --cron: read the expression on this IANA time zone's clock, e.g. "
+        "Asia/Jakarta (default UTC)",
     )
     parser.add_argument(
         "--at-start",

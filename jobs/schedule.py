@@ -2,8 +2,8 @@
 
 A scheduled job is one process that stays up (the job container's main process, so no system
 cron is needed): it waits for the next time, runs the job, and waits again, until SIGTERM or
-SIGINT. Cron expressions are parsed and iterated by croniter and read in UTC, so a container's
-local time zone never shifts a run.
+SIGINT. Cron expressions are parsed and iterated by croniter and read in UTC, or in the IANA
+time zone given (``--timezone Asia/Jakarta``), never in the container's local time zone.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
@@ -21,6 +22,7 @@ __all__ = [
     "Cron",
     "Every",
     "Schedule",
+    "check_zone",
     "parse_cron",
     "parse_every",
     "run_forever",
@@ -63,23 +65,29 @@ class Every:
 
 @dataclass(frozen=True)
 class Cron:
-    """Run at the times a five-field cron expression matches, in UTC.
+    """Run at the times a five-field cron expression matches, on the clock of ``zone``.
 
     Attributes
     ----------
     expression : str
-        E.g. ``"0 3 * * 0"`` (Sundays at 03:00 UTC) or an alias such as ``"@daily"``.
+        E.g. ``"0 3 * * 0"`` (Sundays at 03:00) or an alias such as ``"@daily"``.
+    zone : str
+        IANA time zone the expression is read in, e.g. ``"Asia/Jakarta"``; ``"UTC"`` by default.
+        Where the zone has daylight saving time, croniter decides the skipped and repeated hours.
     """
 
     expression: str
+    zone: str = "UTC"
 
     def next_after(self, moment: datetime) -> datetime:
-        """Return the first matching time strictly after ``moment`` (an aware datetime)."""
-        return croniter(self.expression, moment.astimezone(UTC)).get_next(datetime)
+        """Return the first matching time strictly after ``moment`` (an aware datetime), in UTC."""
+        local = moment.astimezone(ZoneInfo(self.zone))
+        found: datetime = croniter(self.expression, local).get_next(datetime)
+        return found.astimezone(UTC)
 
     def describe(self) -> str:
         """Say when the job runs, for log lines."""
-        return f"on cron {self.expression!r} (UTC)"
+        return f"on cron {self.expression!r} ({self.zone})"
 
 
 Schedule = Every | Cron
@@ -107,14 +115,16 @@ def parse_every(text: str) -> Every:
     return Every(timedelta(seconds=seconds), compact)
 
 
-def parse_cron(text: str) -> Cron:
+def parse_cron(text: str, zone: str = "UTC") -> Cron:
     """Check a cron expression: five fields (minute hour day month weekday) or an ``@`` alias.
 
     Raises
     ------
     ValueError
-        If croniter cannot read it or it has another number of fields.
+        If croniter cannot read it, it has another number of fields, or ``zone`` is not a
+        known IANA time zone.
     """
+    check_zone(zone)
     expression = " ".join(text.split())
     is_alias = expression.lower() in _CRON_ALIASES
     if not is_alias and len(expression.split(" ")) != 5:
@@ -127,7 +137,19 @@ def parse_cron(text: str) -> Cron:
             f"cron expression {text!r} is not valid; e.g. '0 3 * * 0' for Sundays at 03:00 UTC "
             "or '30 2 * * *' for every day at 02:30 UTC"
         )
-    return Cron(expression)
+    return Cron(expression, zone)
+
+
+def check_zone(zone: str) -> str:
+    """Return ``zone`` if it names an IANA time zone; raise ValueError saying what to use."""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"time zone {zone!r} is not known; use an IANA name such as Asia/Jakarta, "
+            "Asia/Makassar or UTC"
+        ) from None
+    return zone
 
 
 async def run_forever(

@@ -283,13 +283,19 @@ async def test_the_quality_gate_refuses_a_worse_model_and_publishes_nothing(
         assert worse < 0.95 * artifacts.from_metadata(before.metadata).metrics[NDCG]
 
 
+@pytest.mark.parametrize(
+    ("zone", "utc_time", "utc_day"),
+    [([], "T03:00:00Z", "Sunday"), (["--timezone", "Asia/Jakarta"], "T20:00:00Z", "Saturday")],
+    ids=["utc", "jakarta"],
+)
 def test_the_scheduler_runs_on_its_cron_and_stops_cleanly_on_sigterm(
-    place: Place, tmp_path: Path
+    place: Place, tmp_path: Path, zone: list[str], utc_time: str, utc_day: str
 ) -> None:
     log = tmp_path / "scheduler.log"
+    command = ["-m", "jobs.retrain", "--cron", "0 3 * * 0", "--at-start", *zone]
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jobs.retrain", "--cron", "0 3 * * 0", "--at-start"],
+            [sys.executable, *command],
             cwd=repo_root(),
             env={**os.environ, "WISATA_LOG_LEVEL": "INFO"},
             stdout=sink,
@@ -311,10 +317,10 @@ def test_the_scheduler_runs_on_its_cron_and_stops_cleanly_on_sigterm(
     assert code == 0, text
     assert "the scheduled run ended with exit code 0" in text
     assert "published hybrid" in text
-    # The next run is the coming Sunday at 03:00 UTC, as the cron expression says.
+    # The next run is the coming Sunday at 03:00 on the zone's clock, logged in UTC.
     next_line = text.split("next run at ")[-1].splitlines()[0]
-    assert next_line.endswith("T03:00:00Z")
-    assert pd.Timestamp(next_line).day_name() == "Sunday"
+    assert next_line.endswith(utc_time)
+    assert pd.Timestamp(next_line).day_name() == utc_day
     assert "scheduler stopped" in text
     assert "Traceback" not in text
 
@@ -672,6 +678,13 @@ def test_bad_configuration_is_one_line_and_exit_2(
     assert captured.err.startswith(f"error: {variable}")
 
 
+def test_a_time_zone_without_a_cron_is_a_usage_error(
+    place: Place, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert retrain.main(["--timezone", "Asia/Jakarta"]) == 2
+    assert "--timezone only applies to --cron" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -680,6 +693,7 @@ def test_bad_configuration_is_one_line_and_exit_2(
         ["--every", "1d", "--cron", "0 3 * * 0"],
         ["--min-ndcg-ratio", "-1"],
         ["--if-new-ratings", "many"],
+        ["--cron", "0 3 * * 0", "--timezone", "Nowhere/Land"],
     ],
 )
 def test_bad_retrain_flags_are_usage_errors(

@@ -53,6 +53,26 @@ def test_cron_times_are_utc() -> None:
     assert parse_cron("@daily").next_after(WEDNESDAY) == datetime(2026, 11, 26, tzinfo=UTC)
 
 
+def test_cron_times_can_follow_a_time_zones_clock() -> None:
+    # 03:00 in Jakarta (UTC+7, no daylight saving) is 20:00 UTC the day before.
+    jakarta = parse_cron("0 3 * * *", "Asia/Jakarta")
+    assert jakarta.next_after(WEDNESDAY) == datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+    assert "Asia/Jakarta" in jakarta.describe()
+    # Across a daylight-saving change the local hour stays put and the UTC hour moves.
+    amsterdam = parse_cron("0 12 * * *", "Europe/Amsterdam")
+    winter = amsterdam.next_after(datetime(2026, 3, 28, 13, 0, tzinfo=UTC))
+    assert winter == datetime(2026, 3, 29, 10, 0, tzinfo=UTC)  # 12:00 CEST, the first summer day
+    assert amsterdam.next_after(datetime(2026, 3, 27, 10, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 27, 11, 0, tzinfo=UTC
+    )  # 12:00 CET
+
+
+@pytest.mark.parametrize("zone", ["Nowhere/Land", "", "../etc/passwd"])
+def test_unknown_time_zones_are_refused(zone: str) -> None:
+    with pytest.raises(ValueError, match="Asia/Jakarta"):
+        parse_cron("0 3 * * *", zone)
+
+
 @pytest.mark.parametrize("text", ["61 * * * *", "0 3 * *", "0 3 * * 0 2026", "sometimes", ""])
 def test_bad_cron_expressions_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="0 3 \\* \\* 0"):
