@@ -18,9 +18,15 @@ not by its checksum: a hybrid with fixed weights pickles the same payload whatev
 on. A model whose current object is not the journal's (restored by an operator in the MinIO
 console, retrained alone) is served as it is: the journal only holds back what it announced.
 
+A publisher checks, before each artifact and before deleting the journal, that the journal is
+still its own. When another publisher has replaced it (two trainings at once: the retrain job and
+the API), it stops and leaves the set to the later one, which took its placed artifacts over.
+
 Limits: the versions replaced can be read back only from a store that keeps versions (a
 versioned bucket, or the local folder's history); on an unversioned bucket a reader serves the
-new artifact where the old one is gone. Two publishers at the same moment are not coordinated.
+new artifact where the old one is gone. The ownership check and the write after it are not one
+atomic step: a whole other publish landing inside one artifact upload of this one can still
+leave a set mixed (the hybrid then runs, stale, with its own stored sub-models).
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ __all__ = [
     "Journal",
     "JournalError",
     "Planned",
+    "PublishSuperseded",
     "Replaced",
     "Survey",
     "announce",
     "artifact_key",
+    "check_owner",
     "survey",
 ]
 
@@ -62,6 +70,17 @@ FORMAT: Final = 1
 
 class JournalError(ValueError):
     """A journal that cannot be read; it is ignored (and reported), never trusted."""
+
+
+class PublishSuperseded(Exception):
+    """Another publisher's journal replaced this publish's: it stops, and places nothing more."""
+
+    def __init__(self, mine: str, found: str | None) -> None:
+        other = f"publish {found}" if found else "another publisher, which already finished"
+        super().__init__(
+            f"publish {mine} was taken over by {other}; this training was not published and "
+            "the other one's models will be served (train again to publish this data)"
+        )
 
 
 @dataclass(frozen=True)
@@ -286,3 +305,24 @@ async def announce(store: ArtifactStore, checksums: Mapping[str, str]) -> Journa
     await store.put(JOURNAL_KEY, journal.to_bytes(), {"content": "publish-journal"})
     logger.info("publish %s of %s announced", journal.set_id, ", ".join(checksums))
     return journal
+
+
+async def check_owner(store: ArtifactStore, journal: Journal) -> None:
+    """Make sure the stored journal is still ``journal`` (steps 2 and 3 of a publish).
+
+    Raises
+    ------
+    PublishSuperseded
+        If another publish's journal replaced it, or another publisher finished and removed it.
+    storage.StorageError
+        If the store cannot be read.
+    """
+    try:
+        data, _ = await store.get(JOURNAL_KEY)
+        found: str | None = Journal.from_bytes(data).set_id
+    except NotFound:
+        found = None
+    except JournalError:
+        found = "(unreadable journal)"
+    if found != journal.set_id:
+        raise PublishSuperseded(journal.set_id, found)

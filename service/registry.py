@@ -27,7 +27,15 @@ from typing import Any, Protocol, TypeVar
 
 from service import artifacts, publishing
 from service.artifacts import ArtifactError, ArtifactHeader
-from service.publishing import JOURNAL_KEY, SET_METADATA, Journal, Planned, Replaced, artifact_key
+from service.publishing import (
+    JOURNAL_KEY,
+    SET_METADATA,
+    Journal,
+    Planned,
+    PublishSuperseded,
+    Replaced,
+    artifact_key,
+)
 from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
@@ -327,11 +335,14 @@ class Registry:
                     progress(name)
                 metadata = artifacts.to_metadata(header)
                 if journal is not None:
+                    await self._storage_call(publishing.check_owner(self.store, journal))
                     metadata[SET_METADATA] = journal.set_id
                 stored[name] = await self._storage_call(
                     self.store.put(artifact_key(name), built[name], metadata)
                 )
-        except StorageError as e:
+            if journal is not None:
+                await self._storage_call(publishing.check_owner(self.store, journal))
+        except (StorageError, PublishSuperseded) as e:
             reason = str(e)
             if stored:
                 reason += (

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from service import artifacts
+from service import artifacts, publishing
 from service.datasets import Dataset, load_dataset
 from service.publishing import JOURNAL_KEY, Journal, Planned, Replaced
 from service.recommenders import MODEL_NAMES
@@ -290,3 +290,48 @@ async def test_the_hybrid_version_changes_with_its_sub_models(
     after = (await restarted(store)).version("hybrid")
 
     assert len(before) == len(after) == 12 and before != after
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["finished", "under way"])
+async def test_a_publish_taken_over_by_another_stops_and_the_later_set_is_served(
+    store: ArtifactStore,
+    old: BuildResult,
+    new: BuildResult,
+    newer: BuildResult,
+    monkeypatch: pytest.MonkeyPatch,
+    finished: bool,
+) -> None:
+    await install(store, old)
+    first = await restarted(store)
+    real = store.put
+    count = 0
+    later: Journal | None = None
+
+    async def put(key: str, data: bytes, metadata: Any) -> ObjectInfo:
+        # Right after the first publisher placed its content model, a second one (another
+        # process: the retrain job) publishes its own set, whole or only its journal.
+        nonlocal count, later
+        placed = await real(key, data, metadata)
+        count += 1
+        if count == 2:
+            monkeypatch.setattr(store, "put", real)
+            if finished:
+                await install(store, newer)
+            else:
+                later = await publishing.announce(store, checksums(newer))
+        return placed
+
+    monkeypatch.setattr(store, "put", put)
+    errors = await first.install(new.artifacts)
+
+    assert all("was taken over by" in (errors[n] or "") for n in MODEL_NAMES), errors
+    if finished:
+        assert served(await restarted(store)) == checksums(newer)
+    else:  # the later publish holds the first one's content back until its own set is in
+        assert later is not None
+        raw, _ = await store.get(JOURNAL_KEY)
+        assert json.loads(raw)["set_id"] == later.set_id  # not deleted by the first publisher
+        reader = await restarted(store)
+        assert served(reader) == checksums(old)
+        assert reader.unfinished_publish is not None
+        assert reader.unfinished_publish["held_back"] == ["content_based"]
