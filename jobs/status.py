@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs.cli import ExitCode, error, open_config_store, run_job
-from service import artifacts
+from service import artifacts, publishing
 from service.config import Config
 from service.recommenders import MODEL_NAMES
 from service.registry import ModelStatus, Registry, artifact_key, object_info_dict
-from storage import NotFound, ObjectInfo, StorageError
+from storage import ObjectInfo, StorageError
 
 __all__ = ["build_parser", "collect", "main", "render"]
 
@@ -41,12 +41,7 @@ async def collect(config: Config) -> dict[str, Any]:
     """
     async with open_config_store(config, writable=False) as store:
         await store.ensure_ready()
-        objects: dict[str, ObjectInfo | None] = {}
-        for name in MODEL_NAMES:
-            try:
-                objects[name] = await store.head(artifact_key(name))
-            except NotFound:
-                objects[name] = None
+        objects = (await publishing.survey(store)).current
         registry = Registry(store, key=config.artifact_key)
         await registry.load_all()
         statuses = registry.status()

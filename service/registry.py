@@ -33,14 +33,12 @@ from service.publishing import (
     Journal,
     Planned,
     PublishSuperseded,
-    Replaced,
     artifact_key,
 )
 from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
 __all__ = [
-    "SET_METADATA",
     "ModelNotTrained",
     "ModelState",
     "ModelStatus",
@@ -171,19 +169,23 @@ class Registry:
             raise ModelNotTrained(name, slot.reason or slot.state.value)
         return slot.model
 
-    def version(self, name: str) -> str:
-        """Short version of the served model, different whenever its answers may differ.
+    def identity(self, name: str) -> str:
+        """What tells two served versions of ``name`` apart: differs whenever answers may.
 
-        The start of its payload checksum; for the hybrid, of a digest of its own checksum and
-        its sub-models' (retrained on new ratings, its own bytes may stay the same).
+        The payload checksum; for the hybrid, a digest of its own checksum and its sub-models'
+        (retrained on new ratings, its own bytes may stay the same). ``""`` when nothing serves.
         """
         header = self._slot(name).header
         if header is None:
             return ""
         if not header.parents:
-            return header.payload_sha256[:12]
+            return header.payload_sha256
         parts = [header.payload_sha256, *(f"{n}={c}" for n, c in sorted(header.parents.items()))]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def version(self, name: str) -> str:
+        """Short version of the served model, as answers show it: the start of its identity."""
+        return self.identity(name)[:12]
 
     def header(self, name: str) -> ArtifactHeader | None:
         """The artifact header of the model serving as ``name``, if any."""
@@ -235,15 +237,17 @@ class Registry:
     async def load_all(self) -> None:
         """Load every artifact at startup; only an unreachable store raises."""
         async with self._lock:
-            current, held = await self._survey()
+            _, held = await self._survey()
             for name in MODEL_NAMES:
                 planned = held.get(name)
-                if planned is None:
-                    await self._load(name)
-                elif (previous := self._previous(name, planned)) is not None:
+                previous = None if planned is None else planned.previous
+                if planned is None or (previous is not None and previous.version_id is None):
+                    await self._load(name)  # no versions kept: the new artifact or nothing
+                elif previous is not None:
                     await self._load(name, previous.version_id)
-                elif current[name] is not None and planned.previous is not None:
-                    await self._load(name)  # the store keeps no versions: the new one or nothing
+                else:
+                    reason = "its only artifact is from an unfinished publish; train again"
+                    self._set(name, _Slot(reason=reason))
             self.loaded_once = True
 
     async def refresh(self) -> list[str]:
@@ -265,9 +269,9 @@ class Registry:
                 known = slot.artifact.etag if slot.artifact else None
                 wanted, version_id = info.etag, None
                 if name in held:
-                    previous = self._previous(name, held[name])
-                    if previous is None:
-                        continue  # nothing older to serve: keep what is served, if anything
+                    previous = held[name].previous
+                    if previous is None or previous.version_id is None:
+                        continue  # nothing older can be read: keep what is served, if anything
                     wanted, version_id = previous.etag, previous.version_id
                 if wanted != known and await self._load(name, version_id):
                     reloaded.append(name)
@@ -364,21 +368,6 @@ class Registry:
         found = await self._storage_call(publishing.survey(self.store))
         self.unfinished_publish = found.unfinished()
         return dict(found.current), dict(found.held)
-
-    def _previous(self, name: str, planned: Planned) -> Replaced | None:
-        """The version to serve in place of a held-back artifact; None when there is none."""
-        previous = planned.previous
-        if previous is not None and previous.version_id is not None:
-            return previous
-        slot = self._slots[name]
-        if slot.model is None:
-            why = (
-                "the store keeps no versions, so the one it replaces cannot be read back"
-                if previous is not None
-                else "no version was published before it"
-            )
-            self._set(name, _Slot(reason=f"its only artifact is from an unfinished publish; {why}"))
-        return None
 
     # --- internals --------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from multidict import MultiMapping
 
 from service.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
 from service.recommenders import MODEL_NAMES, Recommender
-from service.registry import Registry, UnknownModel, object_info_dict
+from service.registry import UnknownModel, object_info_dict
 from service.telemetry import CONTENT_TYPE, load_and_record, refresh_and_record
 from service.training import MAX_JOBS_KEPT
 
@@ -263,7 +263,7 @@ async def recommendations(request: web.Request) -> web.Response:
             "items": _described(model, found.items),
         }
 
-    served = _served_version(registry, name)
+    served = registry.identity(name)
     key = ("recommendations", name, served, user_id, limit, options.get("mmr_lambda"))
     return _cached(request, key, answer)
 
@@ -309,20 +309,8 @@ async def similar_items(request: web.Request) -> web.Response:
             "items": _described(model, found),
         }
 
-    key = ("similar", name, _served_version(registry, name), item_id, limit)
+    key = ("similar", name, registry.identity(name), item_id, limit)
     return _cached(request, key, answer)
-
-
-def _served_version(registry: Registry, name: str) -> tuple[str, ...]:
-    """What tells the answers of two served versions of ``name`` apart, for the response cache.
-
-    The hybrid's own checksum is not enough: retrained on new ratings, its bytes can stay the
-    same while the sub-models it blends change, so their checksums are part of its version.
-    """
-    header = registry.header(name)
-    if header is None:
-        return ()
-    return (header.payload_sha256, *(header.parents[parent] for parent in sorted(header.parents)))
 
 
 def _described(model: Recommender, pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:

@@ -140,14 +140,15 @@ class ServeProcess:
         path: str,
         body: dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        token: str | None = None,
     ) -> tuple[int, Any]:
+        """Send one request (with ``token`` as the bearer token); return status and answer."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 raw, status = response.read(), response.status
@@ -163,8 +164,11 @@ class ServeProcess:
         path: str,
         body: dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        token: str | None = None,
     ) -> Any:
-        status, answer = self.request(method, path, body, headers)
+        """Like :meth:`request`, for a call that must succeed."""
+        status, answer = self.request(method, path, body, headers, token=token)
         assert 200 <= status < 300, (path, status, answer)
         return answer
 

@@ -67,34 +67,10 @@ def _executable(name: str, default: str) -> str | None:
 
 
 class ServiceProcess(ServeProcess):
-    """``python -m service`` on 127.0.0.1 for the browser tests; requests may carry a token."""
+    """``python -m service`` on 127.0.0.1 for the browser tests."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         super().__init__({**env, "WISATA_HOST": "127.0.0.1"})
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        token: str | None = None,
-    ) -> tuple[int, Any]:
-        """Send one request (with ``token`` as the bearer token); return status and answer."""
-        return super().request(method, path, body, _with_token(headers, token))
-
-    def json(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-        *,
-        token: str | None = None,
-    ) -> Any:
-        """Like :meth:`request`, for a call that must succeed."""
-        return super().json(method, path, body, _with_token(headers, token))
 
     def train_all(self, token: str, timeout: float = 120.0) -> dict[str, Any]:
         """Train the three models through the API and wait for the job; return the job."""
@@ -102,12 +78,6 @@ class ServiceProcess(ServeProcess):
         job = self.wait_job(job_id, timeout)
         assert job["status"] == "succeeded", (job, self.log())
         return job
-
-
-def _with_token(headers: Mapping[str, str] | None, token: str | None) -> Mapping[str, str] | None:
-    if token is None:
-        return headers
-    return {**(headers or {}), "Authorization": f"Bearer {token}"}
 
 
 class Browser:

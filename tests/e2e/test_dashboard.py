@@ -18,17 +18,18 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from service import artifacts, publishing
+from service import artifacts
 from service.app import create_app
 from service.config import Config
 from service.dashboard import STATIC_DIR, DashboardMissing, add_dashboard_routes
 from service.datasets import load_dataset
 from service.recommenders import MODEL_NAMES
-from service.registry import SET_METADATA, Registry
+from service.registry import Registry
 from service.sample_data import SAMPLE_DATA_DIR
 from service.training import build_artifacts
 from storage import open_store
 from tests.e2e.browser import ADMIN_TOKEN, Browser, ServiceProcess
+from tests.interrupted import interrupt_publish
 
 TOKEN_KEY = "wisata.adminToken"  # where the page keeps the token (sessionStorage)
 PHONE_WIDTH = 360
@@ -449,14 +450,7 @@ async def interrupt_a_publish(endpoint: str, bucket: str, finish: bool) -> None:
             assert not any((await registry.install(built.artifacts)).values())
             return
         built = await asyncio.to_thread(build_artifacts, SAMPLE_DATA_DIR)
-        checksums = {
-            name: artifacts.read_header(built.artifacts[name]).payload_sha256
-            for name in MODEL_NAMES
-        }
-        journal = await publishing.announce(store, checksums)
-        data = built.artifacts["content_based"]
-        metadata = artifacts.to_metadata(artifacts.read_header(data))
-        await store.put("content_based.pkl", data, {**metadata, SET_METADATA: journal.set_id})
+        await interrupt_publish(store, built.artifacts, "content_based")
 
 
 @pytest.mark.slow
@@ -464,10 +458,9 @@ def test_an_unfinished_publish_is_shown_with_the_set_still_served(
     page: Browser, service: ServiceProcess, s3_server: str, bucket: str, shots: Path
 ) -> None:
     ensure_trained(service)
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     served = service.json("GET", "/api/ml/status")["models"]["content_based"]["checksum"]
     asyncio.run(interrupt_a_publish(s3_server, bucket, finish=False))
-    service.json("POST", "/api/ml/reload", None, admin)
+    service.json("POST", "/api/ml/reload", token=ADMIN_TOKEN)
 
     page.click("#refresh")
     page.wait_for(lambda: "unfinished publish" in page.text("#storage"), "the unfinished publish")
@@ -478,7 +471,7 @@ def test_an_unfinished_publish_is_shown_with_the_set_still_served(
     page.screenshot(shots / "01-unfinished-publish.png", full_page=True)
 
     asyncio.run(interrupt_a_publish(s3_server, bucket, finish=True))
-    service.json("POST", "/api/ml/reload", None, admin)
+    service.json("POST", "/api/ml/reload", token=ADMIN_TOKEN)
     page.click("#refresh")
     page.wait_for(lambda: "unfinished" not in page.text("#storage"), "the publish completed")
     assert service.json("GET", "/api/ml/status")["unfinished_publish"] is None

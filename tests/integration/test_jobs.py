@@ -30,16 +30,18 @@ from aiohttp.test_utils import TestClient
 
 from jobs import backup, retrain, status
 from jobs.retrain import NDCG
-from service import artifacts, publishing
+from service import artifacts
 from service.app import create_app
 from service.artifacts import ArtifactHeader
 from service.config import Config
 from service.datasets import load_dataset
+from service.publishing import SET_METADATA
 from service.recommenders import MODEL_NAMES
-from service.registry import SET_METADATA, Registry, artifact_key
+from service.registry import Registry, artifact_key
 from service.sample_data import SAMPLE_DATA_DIR
 from service.training import BuildResult, build_artifacts
 from storage import ArtifactStore, NotFound, ObjectInfo, open_store
+from tests.interrupted import interrupt_publish
 from tests.s3server import free_port, repo_root
 
 KEY = "jobs-test-signing-key"
@@ -394,12 +396,7 @@ async def test_status_names_an_unfinished_publish_and_the_versions_it_loads(
 ) -> None:
     await publish(place, built.artifacts)
     async with opened(place.url, place.endpoint) as store:  # a publish killed after one model
-        journal = await publishing.announce(
-            store, {n: sha(built.artifacts[n]) for n in MODEL_NAMES}
-        )
-        data = built.artifacts["content_based"]
-        metadata = artifacts.to_metadata(artifacts.read_header(data))
-        await store.put("content_based.pkl", data, {**metadata, SET_METADATA: journal.set_id})
+        journal = await interrupt_publish(store, built.artifacts, "content_based")
 
     assert await run(status.main, "--json") == 0
 
@@ -530,12 +527,7 @@ async def test_a_backup_during_an_unfinished_publish_copies_the_served_set(
     await publish(place, built.artifacts)
     newer = build_artifacts(datasets.newer, key=KEY.encode(), hybrid_weight=0.6)
     async with opened(place.url, place.endpoint) as store:  # killed after the sub-models
-        checksums = {name: sha(newer.artifacts[name]) for name in MODEL_NAMES}
-        journal = await publishing.announce(store, checksums)
-        for name in ("content_based", "collaborative"):
-            data = newer.artifacts[name]
-            metadata = artifacts.to_metadata(artifacts.read_header(data))
-            await store.put(artifact_key(name), data, {**metadata, SET_METADATA: journal.set_id})
+        await interrupt_publish(store, newer.artifacts, "content_based", "collaborative")
 
     assert await run(backup.main) == 0
     name = capsys.readouterr().out.split()[1]

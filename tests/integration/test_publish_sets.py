@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
-from service import artifacts, publishing
+from service import artifacts
 from service.datasets import Dataset, load_dataset
-from service.publishing import JOURNAL_KEY, Journal, Planned, Replaced
+from service.publishing import JOURNAL_KEY, SET_METADATA, Journal
 from service.recommenders import MODEL_NAMES
-from service.registry import SET_METADATA, ModelState, Registry, artifact_key
+from service.registry import ModelState, Registry, artifact_key
 from service.sample_data import SAMPLE_DATA_DIR
 from service.training import BuildResult, build_artifacts
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageUnavailable, open_store
+from tests.interrupted import interrupt_publish, place
 
 KEY = b"publish-sets-test-key"
 SUB_MODELS = ("content_based", "collaborative")
@@ -88,26 +89,6 @@ async def install(store: ArtifactStore, result: BuildResult) -> None:
     assert errors == dict.fromkeys(MODEL_NAMES)
 
 
-async def stop_after(store: ArtifactStore, result: BuildResult, *placed: str) -> Journal:
-    """What a publisher killed after placing ``placed`` leaves: its journal and those artifacts."""
-    planned = {}
-    for name in MODEL_NAMES:
-        try:
-            info = await store.head(artifact_key(name))
-            previous = Replaced(info.version_id, info.etag, info.metadata.get("sha256"))
-        except NotFound:
-            previous = None
-        planned[name] = Planned(previous, checksums(result)[name])
-    journal = Journal.start(planned)
-    await store.put(JOURNAL_KEY, journal.to_bytes(), {})
-    for name in placed:
-        data = result.artifacts[name]
-        metadata = artifacts.to_metadata(artifacts.read_header(data))
-        metadata[SET_METADATA] = journal.set_id
-        await store.put(artifact_key(name), data, metadata)
-    return journal
-
-
 async def test_a_publish_puts_the_set_in_and_leaves_no_journal(
     store: ArtifactStore, old: BuildResult
 ) -> None:
@@ -127,7 +108,7 @@ async def test_a_restart_after_an_interrupted_publish_loads_the_old_set(
     store: ArtifactStore, old: BuildResult, new: BuildResult, placed: tuple[str, ...]
 ) -> None:
     await install(store, old)
-    journal = await stop_after(store, new, *placed)
+    journal = await interrupt_publish(store, new.artifacts, *placed)
 
     registry = await restarted(store)
 
@@ -152,7 +133,8 @@ async def test_a_complete_set_whose_journal_stayed_is_served_whole(
     store: ArtifactStore, old: BuildResult, new: BuildResult
 ) -> None:
     await install(store, old)
-    await stop_after(store, new, *MODEL_NAMES)  # killed before deleting the journal
+    # Killed after placing the whole set, before deleting the journal.
+    await interrupt_publish(store, new.artifacts, *MODEL_NAMES)
 
     registry = await restarted(store)
 
@@ -166,13 +148,11 @@ async def test_a_running_service_swaps_a_set_only_once_it_is_complete(
     await install(store, old)
     registry = await restarted(store)
 
-    journal = await stop_after(store, new, *SUB_MODELS)  # another writer, half-way
+    journal = await interrupt_publish(store, new.artifacts, *SUB_MODELS)  # another writer, half-way
     assert await registry.refresh() == []
     assert served(registry) == checksums(old)
 
-    data = new.artifacts["hybrid"]
-    metadata = artifacts.to_metadata(artifacts.read_header(data))
-    await store.put(artifact_key("hybrid"), data, {**metadata, SET_METADATA: journal.set_id})
+    await place(store, journal, "hybrid", new.artifacts["hybrid"])
     assert await registry.refresh() == list(MODEL_NAMES)
     assert served(registry) == checksums(new)
     assert registry.missing() == {}
@@ -183,7 +163,7 @@ async def test_an_operator_restore_of_a_held_back_model_is_served(
 ) -> None:
     await install(store, old)
     await install(store, newer)
-    await stop_after(store, new, "content_based")
+    await interrupt_publish(store, new.artifacts, "content_based")
     versions = await store.versions(artifact_key("content_based"))
     wanted = next(v for v in versions if v.metadata["sha256"] == checksums(old)["content_based"])
 
@@ -240,7 +220,7 @@ async def test_a_publish_after_an_interrupted_one_records_the_versions_really_se
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await install(store, old)
-    await stop_after(store, new, *SUB_MODELS)
+    await interrupt_publish(store, new.artifacts, *SUB_MODELS)
     publisher = await restarted(store)
     fail_on_put(store, monkeypatch, 3)  # journal, content_based, then collaborative fails
 
@@ -259,7 +239,7 @@ async def test_a_publish_after_an_interrupted_one_records_the_versions_really_se
 async def test_the_first_publish_interrupted_leaves_nothing_served(
     store: ArtifactStore, new: BuildResult
 ) -> None:
-    await stop_after(store, new, "content_based")
+    await interrupt_publish(store, new.artifacts, "content_based")
 
     registry = await restarted(store)
 
@@ -318,7 +298,7 @@ async def test_a_publish_taken_over_by_another_stops_and_the_later_set_is_served
             if finished:
                 await install(store, newer)
             else:
-                later = await publishing.announce(store, checksums(newer))
+                later = await interrupt_publish(store, newer.artifacts)
         return placed
 
     monkeypatch.setattr(store, "put", put)
