@@ -151,9 +151,9 @@ def get_json(url: str, method: str = "GET") -> Any:
 
 async def seed(storage: str, endpoint: str) -> None:
     from service import artifacts
-    from service.registry import artifact_key
     from service.sample_data import SAMPLE_DATA_DIR
-    from service.training import build_artifacts
+    from service.serving.registry import artifact_key
+    from service.serving.trainer import build_artifacts
     from storage import open_store
 
     built = build_artifacts(SAMPLE_DATA_DIR).artifacts
@@ -187,7 +187,9 @@ def import_seconds() -> float:
     """Seconds for a fresh interpreter to import the service (the floor of any startup)."""
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, "-c", "import service.app, service.__main__"], check=True, env=os.environ
+        [sys.executable, "-c", "import service.web.app, service.__main__"],
+        check=True,
+        env=os.environ,
     )
     return time.monotonic() - started
 

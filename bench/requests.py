@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from service import artifacts
-from service.datasets import load_dataset
-from service.recommenders import Hybrid, Recommender
+from service.ml.datasets import load_dataset
+from service.ml.recommenders import Hybrid, Recommender
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import build_artifacts
+from service.serving.trainer import build_artifacts
 
 MOVIELENS_SMALL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 MOVIELENS_SMALL = MOVIELENS_SMALL / "movielens-latest-small"

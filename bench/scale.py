@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from service.recommenders import Recommender
+    from service.ml.recommenders import Recommender
 
 GB = 1e9
 MB = 1e6
@@ -97,8 +97,8 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
     ``build_artifacts(path)`` is what the worker calls; reading first and passing the dataset
     does the same work and times the read apart.
     """
-    from service.datasets import load_dataset
-    from service.training import build_artifacts
+    from service.ml.datasets import load_dataset
+    from service.serving.trainer import build_artifacts
 
     start = time.perf_counter()
     dataset = load_dataset(data_dir)
@@ -134,7 +134,7 @@ def artifacts_weights(built: dict[str, bytes]) -> str:
 
 async def _publish(store_dir: str, built: dict[str, bytes]) -> None:
     from service import artifacts
-    from service.registry import artifact_key
+    from service.serving.registry import artifact_key
     from storage import open_store
 
     async with open_store(store_dir) as store:
@@ -154,8 +154,8 @@ def serve(store_dir: str, seed: int, users: int, visitors: int) -> dict[str, Any
 
 async def _serve(store_dir: str, seed: int, users: int, visitors: int) -> dict[str, Any]:
     start = time.perf_counter()
-    from service.recommenders import MODEL_NAMES  # imported here so the imports are timed
-    from service.registry import Registry
+    from service.ml.recommenders import MODEL_NAMES  # imported here so the imports are timed
+    from service.serving.registry import Registry
     from storage import open_store
 
     imports = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""Time of one per-user holdout split (``service.splits.holdout_split``) on a synthetic frame.
+"""Time of one per-user holdout split (``service.ml.splits.holdout_split``) on a synthetic frame.
 
 Usage: python -m bench.splits [--interactions 5000000] [--users 100000] [--items 20000]
 [--rounds 3]
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from service.splits import holdout_split
+from service.ml.splits import holdout_split
 
 
 def frame(interactions: int, users: int, items: int, seed: int = 0) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """A seeded synthetic dataset of any size, shaped like real rating data, for scale benchmarks.
 
 Usage: python -m bench.synthetic USERS ITEMS INTERACTIONS OUT_DIR [--seed 0]
-(writes the ``wisata`` CSV layout, which :func:`service.datasets.load_dataset` reads).
+(writes the ``wisata`` CSV layout, which :func:`service.ml.datasets.load_dataset` reads).
 
 How the data is made
     Categories each own a vocabulary of made-up words and a centroid in a latent taste space.
@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from service.datasets import Dataset
+from service.ml.datasets import Dataset
 
 __all__ = ["SyntheticSpec", "generate", "write_wisata"]
 
@@ -82,10 +82,10 @@ class SyntheticSpec:
 
 
 def generate(spec: SyntheticSpec) -> Dataset:
-    """Return a :class:`~service.datasets.Dataset` of exactly ``spec``'s sizes.
+    """Return a :class:`~service.ml.datasets.Dataset` of exactly ``spec``'s sizes.
 
     The same spec always gives the same data. Interactions are unique (user, item) pairs with
-    ``user_id`` and ``item_id`` categorical of str, as :func:`service.datasets.load_dataset`
+    ``user_id`` and ``item_id`` categorical of str, as :func:`service.ml.datasets.load_dataset`
     returns them.
     """
     spec.check()

@@ -12,8 +12,8 @@ import argparse
 import os
 import time
 
-from service.datasets import load_dataset
-from service.training import build_artifacts
+from service.ml.datasets import load_dataset
+from service.serving.trainer import build_artifacts
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ import argparse
 import itertools
 import time
 
-from service.datasets import load_dataset
-from service.evaluation import evaluate_model
-from service.recommenders import Collaborative, ContentBased
-from service.splits import holdout_split, relevant_items
+from service.ml.datasets import load_dataset
+from service.ml.evaluation import evaluate_model
+from service.ml.recommenders import Collaborative, ContentBased
+from service.ml.splits import holdout_split, relevant_items
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ the original does.
 
 A restore reads a complete backup, verifies every artifact (size, sha256, signature, that the
 hybrid was built with the backed-up sub-models) before changing anything, then publishes them
-through :meth:`service.registry.Registry.install`, the path a training uses (temporary key,
+through :meth:`service.serving.registry.Registry.install`, the path a training uses (temporary key,
 then copy into place). A running service loads them at its next reload.
 
 Exit statuses: 0 done, 1 error (nothing to back up, no such backup, a damaged artifact),
@@ -32,11 +32,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.cli import ExitCode, JobError, error, open_config_store, run_job
-from service import artifacts, publishing
+from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
 from service.config import Config
-from service.recommenders import MODEL_NAMES, Hybrid
-from service.registry import Registry, artifact_key
+from service.ml.recommenders import MODEL_NAMES, Hybrid
+from service.serving import journal as publishing
+from service.serving.registry import Registry, artifact_key
 from storage import ArtifactStore, NotFound, ObjectInfo, validate_key
 from storage.keys import MAX_METADATA_BYTES
 

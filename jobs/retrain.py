@@ -2,8 +2,8 @@
 
 One run: read what is published, load the dataset (``WISATA_DATA``), evaluate each model on a
 seeded 20 % per-user holdout (fitted on the other 80 %), refuse to publish when a model got
-clearly worse, then fit on all the data with :func:`service.training.build_artifacts` (the
-service's own training path) and publish through :meth:`service.registry.Registry.install`
+clearly worse, then fit on all the data with :func:`service.serving.trainer.build_artifacts` (the
+service's own training path) and publish through :meth:`service.serving.registry.Registry.install`
 (verified, content and collaborative first, the hybrid last), the holdout metrics in each
 artifact's metadata. A running service picks the new artifacts up by its hot reload.
 
@@ -36,12 +36,12 @@ from jobs.schedule import Cron, Schedule, check_zone, parse_cron, parse_every, r
 from service import artifacts
 from service.artifacts import MetadataSummary
 from service.config import Config
-from service.datasets import Dataset, DatasetError, load_dataset
-from service.evaluation import evaluate_model
-from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
-from service.registry import Registry, artifact_key
-from service.splits import holdout_split, relevant_items
-from service.training import build_artifacts
+from service.ml.datasets import Dataset, DatasetError, load_dataset
+from service.ml.evaluation import evaluate_model
+from service.ml.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
+from service.ml.splits import holdout_split, relevant_items
+from service.serving.registry import Registry, artifact_key
+from service.serving.trainer import build_artifacts
 from storage import ArtifactStore, NotFound, StorageError
 
 __all__ = [

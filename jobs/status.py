@@ -1,10 +1,10 @@
 """``wisata-status``: are the stored models there, intact and consistent? READY or NOT READY.
 
-For each model it reports whether its object exists, its size, version and metadata (what
-the artifact says about itself: when and on what it was trained, its holdout metrics), then
-loads it the way the service does (:meth:`service.registry.Registry.load_all`: size, sha256 and
-signature checked before anything is unpickled; the hybrid only with the very sub-models it was
-built with) and lists its learned components and their shapes.
+For each model it reports whether its object exists, its size, version and metadata (what the
+artifact says about itself: when and on what it was trained, its holdout metrics), then loads
+it the way the service does (:meth:`service.serving.registry.Registry.load_all`: size, sha256
+and signature checked before anything is unpickled; the hybrid only with the very sub-models it
+was built with) and lists its learned components and their shapes.
 
 Exit statuses: 0 READY (all three models load and are consistent), 1 NOT READY or the store
 cannot be reached, 2 bad usage or configuration. So it works as a container health check.
@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs.cli import ExitCode, error, open_config_store, run_job
-from service import artifacts, publishing
+from service import artifacts
 from service.config import Config
-from service.recommenders import MODEL_NAMES
-from service.registry import ModelStatus, Registry, artifact_key, object_info_dict
+from service.ml.recommenders import MODEL_NAMES
+from service.serving import journal as publishing
+from service.serving.registry import ModelStatus, Registry, artifact_key, object_info_dict
 from storage import ObjectInfo, StorageError
 
 __all__ = ["build_parser", "collect", "main", "render"]

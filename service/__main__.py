@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from service.app import create_app
 from service.config import Config, ConfigError
-from service.dashboard import DashboardMissing
+from service.web.app import create_app
+from service.web.dashboard import DashboardMissing
 from storage import StorageError
 
 __all__ = ["main"]

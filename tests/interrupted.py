@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service import artifacts, publishing
-from service.publishing import SET_METADATA, Journal, artifact_key
+from service import artifacts
+from service.serving import journal as publishing
+from service.serving.journal import SET_METADATA, Journal, artifact_key
 from storage import ArtifactStore, ObjectInfo
 
 __all__ = ["interrupt_publish", "place"]

@@ -67,7 +67,7 @@ def service(s3_server: str, bucket: str) -> Iterator[ServiceProcess]:
         if status == 404:
             pytest.fail(
                 "GET / answered 404: create_app must call "
-                "service.dashboard.add_dashboard_routes(app)"
+                "service.web.dashboard.add_dashboard_routes(app)"
             )
         yield server
         server.stop()  # first, so the log ends with the shutdown

@@ -19,14 +19,14 @@ from aiohttp import web
 from yarl import URL
 
 from service import artifacts
-from service.app import create_app
 from service.config import Config
-from service.dashboard import STATIC_DIR, DashboardMissing, add_dashboard_routes
-from service.datasets import load_dataset
-from service.recommenders import MODEL_NAMES
-from service.registry import Registry
+from service.ml.datasets import load_dataset
+from service.ml.recommenders import MODEL_NAMES
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import build_artifacts
+from service.serving.registry import Registry
+from service.serving.trainer import build_artifacts
+from service.web.app import create_app
+from service.web.dashboard import STATIC_DIR, DashboardMissing, add_dashboard_routes
 from storage import open_store
 from tests.e2e.browser import ADMIN_TOKEN, Browser, ServiceProcess
 from tests.interrupted import interrupt_publish

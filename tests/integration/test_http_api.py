@@ -22,14 +22,14 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_openapi
 
 from service import artifacts
-from service.app import CLIENT_MAX_SIZE, create_app
 from service.config import Config
-from service.datasets import load_dataset
-from service.middlewares import error_middleware
-from service.recommenders import MODEL_NAMES, Hybrid, Recommender
-from service.registry import artifact_key
+from service.ml.datasets import load_dataset
+from service.ml.recommenders import MODEL_NAMES, Hybrid, Recommender
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import build_artifacts
+from service.serving.registry import artifact_key
+from service.serving.trainer import build_artifacts
+from service.web.app import CLIENT_MAX_SIZE, create_app
+from service.web.middlewares import error_middleware
 from storage import open_store
 from tests.s3server import CuttableProxy, free_port
 
@@ -160,7 +160,7 @@ async def proxy(s3_endpoint: str) -> AsyncIterator[FixedPortProxy]:
 @pytest.fixture
 def no_unexpected_errors(caplog: pytest.LogCaptureFixture) -> Any:
     """Fail the test if the error middleware logged an unexpected exception (a 500)."""
-    caplog.set_level(logging.WARNING, logger="service.middlewares")
+    caplog.set_level(logging.WARNING, logger="service.web.middlewares")
     yield
     unexpected = [r for r in caplog.records if r.getMessage().startswith("unexpected error")]
     assert not unexpected, [r.getMessage() for r in unexpected]
@@ -897,7 +897,7 @@ async def test_an_unexpected_error_is_a_logged_500_in_json(
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/broken", broken)
     client = await aiohttp_client(app)
-    with caplog.at_level(logging.ERROR, logger="service.middlewares"):
+    with caplog.at_level(logging.ERROR, logger="service.web.middlewares"):
         body = await call(client, "GET", "/broken", 500)
     assert body["error"] == "internal_error"
     assert "a bug" not in body["message"]  # details stay in the log, not in the answer

@@ -31,15 +31,15 @@ from aiohttp.test_utils import TestClient
 from jobs import backup, retrain, status
 from jobs.retrain import NDCG
 from service import artifacts
-from service.app import create_app
 from service.artifacts import ArtifactHeader
 from service.config import Config
-from service.datasets import load_dataset
-from service.publishing import SET_METADATA
-from service.recommenders import MODEL_NAMES
-from service.registry import Registry, artifact_key
+from service.ml.datasets import load_dataset
+from service.ml.recommenders import MODEL_NAMES
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import BuildResult, build_artifacts
+from service.serving.journal import SET_METADATA
+from service.serving.registry import Registry, artifact_key
+from service.serving.trainer import BuildResult, build_artifacts
+from service.web.app import create_app
 from storage import ArtifactStore, NotFound, ObjectInfo, open_store
 from tests.interrupted import interrupt_publish
 from tests.s3server import free_port, repo_root

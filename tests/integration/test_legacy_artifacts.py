@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from service import artifacts
-from service.recommenders import MODEL_NAMES
-from service.registry import ModelState, Registry, artifact_key
+from service.ml.recommenders import MODEL_NAMES
+from service.serving.registry import ModelState, Registry, artifact_key
 from storage import ArtifactStore, open_store
 
 LEGACY = Path(__file__).resolve().parents[1] / "data" / "artifacts-v1"

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from service import artifacts
-from service.datasets import Dataset, load_dataset
-from service.publishing import JOURNAL_KEY, SET_METADATA, Journal
-from service.recommenders import MODEL_NAMES
-from service.registry import ModelState, Registry, artifact_key
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.recommenders import MODEL_NAMES
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import BuildResult, build_artifacts
+from service.serving.journal import JOURNAL_KEY, SET_METADATA, Journal
+from service.serving.registry import ModelState, Registry, artifact_key
+from service.serving.trainer import BuildResult, build_artifacts
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageUnavailable, open_store
 from tests.interrupted import interrupt_publish, place
 

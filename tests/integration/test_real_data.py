@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.datasets import Dataset, load_dataset
-from service.evaluation import evaluate
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.evaluation import evaluate
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 MOVIELENS = SHARED / "movielens-latest-small"

@@ -11,11 +11,23 @@ from pathlib import Path
 import pytest
 
 from service import artifacts
-from service.datasets import Dataset, load_dataset
-from service.recommenders import MODEL_NAMES, Collaborative, Hybrid
-from service.registry import ModelNotTrained, ModelState, Registry, UnknownModel, artifact_key
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.recommenders import MODEL_NAMES, Collaborative, Hybrid
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import BuildResult, JobState, Trainer, TrainingInProgress, build_artifacts
+from service.serving.registry import (
+    ModelNotTrained,
+    ModelState,
+    Registry,
+    UnknownModel,
+    artifact_key,
+)
+from service.serving.trainer import (
+    BuildResult,
+    JobState,
+    Trainer,
+    TrainingInProgress,
+    build_artifacts,
+)
 from storage import ArtifactStore, open_store
 from tests.s3server import CuttableProxy
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bench.synthetic import SyntheticSpec, generate, write_wisata
-from service.recommenders import MODEL_NAMES
+from service.ml.recommenders import MODEL_NAMES
 from tests.serving import ServeProcess, descendants
 
 pytestmark = pytest.mark.slow

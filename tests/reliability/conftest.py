@@ -17,9 +17,9 @@ from typing import Any, Final
 import pytest
 
 from service import artifacts
-from service.registry import Registry, artifact_key
 from service.sample_data import SAMPLE_DATA_DIR
-from service.training import build_artifacts
+from service.serving.registry import Registry, artifact_key
+from service.serving.trainer import build_artifacts
 from storage import ArtifactStore, open_store
 from tests.s3server import S3ServerProcess
 

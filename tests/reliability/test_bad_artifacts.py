@@ -23,7 +23,7 @@ import pytest
 
 from service import artifacts
 from service.artifacts import DatasetSummary
-from service.recommenders import MODEL_NAMES
+from service.ml.recommenders import MODEL_NAMES
 from service.sample_data import SAMPLE_DATA_DIR
 from tests.reliability.conftest import (
     ADMIN,

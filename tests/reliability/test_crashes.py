@@ -32,9 +32,9 @@ import aiohttp
 import pytest
 
 from service import artifacts
-from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid
-from service.registry import artifact_key
+from service.ml.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid
 from service.sample_data import SAMPLE_DATA_DIR
+from service.serving.registry import artifact_key
 from tests.reliability.conftest import (
     ADMIN,
     bucket_url,

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.recommenders import MODEL_NAMES
+from service.ml.recommenders import MODEL_NAMES
 from service.sample_data import SAMPLE_DATA_DIR
 from tests.reliability.conftest import ADMIN, bucket_url, build, publish, service_env
 from tests.s3server import S3ServerProcess

@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 
 from service import artifacts
-from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
+from service.ml.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
 from service.sample_data import SAMPLE_DATA_DIR
 from tests.reliability.conftest import (
     ADMIN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.cache import ResponseCache
+from service.web.cache import ResponseCache
 
 
 def test_keeps_the_most_recently_used() -> None:

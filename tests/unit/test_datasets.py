@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.datasets import Dataset, DatasetError, detect_layout, load_dataset
+from service.ml.datasets import Dataset, DatasetError, detect_layout, load_dataset
 
 WISATA_ITEMS = (
     "id,name,description,categories,city,price\n"

@@ -28,8 +28,8 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from jobs import retrain
-from service.app import create_app
 from service.config import Config
+from service.web.app import create_app
 from tests.s3server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.datasets import load_dataset
-from service.evaluation import evaluate, main
-from service.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
+from service.ml.datasets import load_dataset
+from service.ml.evaluation import evaluate, main
+from service.ml.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
+from service.ml.splits import holdout_split, relevant_items
 from service.sample_data import SAMPLE_DATA_DIR
-from service.splits import holdout_split, relevant_items
 
 ALGORITHMS = {"popularity", "content", "collaborative", "hybrid_lambda_1.0", "hybrid_lambda_0.7"}
 

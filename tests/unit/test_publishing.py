@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.publishing import Journal, JournalError, Planned, Replaced
+from service.serving.journal import Journal, JournalError, Planned, Replaced
 
 NAMES = ("content_based", "collaborative", "hybrid")
 

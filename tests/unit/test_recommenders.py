@@ -9,8 +9,8 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from service.datasets import Dataset, load_dataset
-from service.recommenders import (
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.recommenders import (
     Collaborative,
     ContentBased,
     Hybrid,

@@ -6,11 +6,11 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from service.datasets import Dataset, load_dataset
-from service.recommenders import Collaborative, ContentBased, Hybrid
-from service.recommenders import content as content_module
-from service.recommenders.base import FloatArray, IntArray
-from service.recommenders.mmr import mmr
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.recommenders import Collaborative, ContentBased, Hybrid
+from service.ml.recommenders import content as content_module
+from service.ml.recommenders.base import FloatArray, IntArray
+from service.ml.recommenders.mmr import mmr
 from service.sample_data import SAMPLE_DATA_DIR
 
 

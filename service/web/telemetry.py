@@ -17,9 +17,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from service.recommenders import MODEL_NAMES
-from service.registry import ModelState, ModelStatus, Registry
-from service.training import Trainer
+from service.ml.recommenders import MODEL_NAMES
+from service.serving.registry import ModelState, ModelStatus, Registry
+from service.serving.trainer import Trainer
 
 __all__ = ["CONTENT_TYPE", "Metrics", "load_and_record", "refresh_and_record"]
 

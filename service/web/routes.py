@@ -1,7 +1,7 @@
 """The URL table: every route with its handler, access policy and what the OpenAPI document says.
 
 :func:`add_routes` registers :data:`ROUTES` and the dashboard on an application;
-:mod:`service.openapi` builds the document from :data:`ROUTES` and :data:`PAGES`, so the two
+:mod:`service.web.openapi` builds the document from :data:`ROUTES` and :data:`PAGES`, so the two
 cannot drift apart (a test compares the document with the router).
 """
 
@@ -13,8 +13,8 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from service import views
-from service.dashboard import add_dashboard_routes
+from service.web import views
+from service.web.dashboard import add_dashboard_routes
 
 __all__ = [
     "PAGES",

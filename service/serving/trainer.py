@@ -24,15 +24,15 @@ from typing import Any
 
 from service import artifacts
 from service.artifacts import DatasetSummary
-from service.datasets import Dataset, load_dataset
-from service.recommenders import (
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.recommenders import (
     MODEL_NAMES,
     Collaborative,
     ContentBased,
     Hybrid,
     Recommender,
 )
-from service.registry import Registry, UnknownModel
+from service.serving.registry import Registry, UnknownModel
 
 __all__ = [
     "BuildResult",

@@ -18,12 +18,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from service.artifacts import ArtifactError
-from service.keys import ROUTE_LABEL
-from service.recommenders import UnknownItemError
-from service.registry import ModelNotTrained, UnknownModel
-from service.telemetry import Metrics
-from service.training import TrainingInProgress
-from service.views import BadParameter, UnknownJob, dumps
+from service.ml.recommenders import UnknownItemError
+from service.serving.registry import ModelNotTrained, UnknownModel
+from service.serving.trainer import TrainingInProgress
+from service.web.keys import ROUTE_LABEL
+from service.web.telemetry import Metrics
+from service.web.views import BadParameter, UnknownJob, dumps
 from storage import NotFound, StorageError
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.recommenders.base import FloatArray, IntArray
+from service.ml.recommenders.base import FloatArray, IntArray
 
 __all__ = ["mmr"]
 

@@ -1,7 +1,8 @@
 """The OpenAPI 3.0 document of the service, built from the route table.
 
-Every path and method comes from :data:`service.routes.ROUTES` and :data:`~service.routes.PAGES`,
-so the document lists exactly the routes the application registers (a test checks both ways).
+Every path and method comes from :data:`service.web.routes.ROUTES` and
+:data:`~service.web.routes.PAGES`, so the document lists exactly the routes the application
+registers (a test checks both ways).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from service.routes import PAGES, ROUTES, PageSpec, Parameter, RouteSpec
-from service.views import MAX_ID_LENGTH, NOT_BLANK
+from service.web.routes import PAGES, ROUTES, PageSpec, Parameter, RouteSpec
+from service.web.views import MAX_ID_LENGTH, NOT_BLANK
 
 __all__ = ["OPENAPI_VERSION", "build_document"]
 

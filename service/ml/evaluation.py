@@ -6,7 +6,7 @@ excluding the user's training items and score the list.
 
 Usage::
 
-    python -m service.evaluation DATASET_DIR [--json] [--k 10] [--seed 0]
+    python -m service.ml.evaluation DATASET_DIR [--json] [--k 10] [--seed 0]
         [--hybrid-weight auto|0.6] [--users N]
 """
 
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from service.datasets import Dataset, DatasetError, load_dataset
-from service.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
-from service.recommenders import Collaborative, ContentBased, Hybrid, Popularity, Recommender
-from service.splits import holdout_split, relevant_items
+from service.ml.datasets import Dataset, DatasetError, load_dataset
+from service.ml.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
+from service.ml.recommenders import Collaborative, ContentBased, Hybrid, Popularity, Recommender
+from service.ml.splits import holdout_split, relevant_items
 
 __all__ = ["Scores", "evaluate", "evaluate_model", "main"]
 
@@ -170,7 +170,8 @@ def _weight(text: str) -> float | str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m service.evaluation", description="Evaluate the recommenders on a dataset."
+        prog="python -m service.ml.evaluation",
+        description="Evaluate the recommenders on a dataset.",
     )
     parser.add_argument("dataset", help="dataset directory (wisata, Kaggle tourism or MovieLens)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -14,13 +14,13 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from service.datasets import Dataset
-from service.ranking import ndcg_at_k
-from service.recommenders.base import FloatArray, IntArray, Recommender, is_fitted, top_k
-from service.recommenders.collaborative import Collaborative
-from service.recommenders.content import ContentBased
-from service.recommenders.mmr import mmr
-from service.splits import holdout_split, relevant_items
+from service.ml.datasets import Dataset
+from service.ml.ranking import ndcg_at_k
+from service.ml.recommenders.base import FloatArray, IntArray, Recommender, is_fitted, top_k
+from service.ml.recommenders.collaborative import Collaborative
+from service.ml.recommenders.content import ContentBased
+from service.ml.recommenders.mmr import mmr
+from service.ml.splits import holdout_split, relevant_items
 
 __all__ = ["Hybrid"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.datasets import Dataset
-from service.recommenders.base import FloatArray, IntArray, Recommender
+from service.ml.datasets import Dataset
+from service.ml.recommenders.base import FloatArray, IntArray, Recommender
 
 __all__ = ["Popularity"]
 

@@ -15,8 +15,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import MultiLabelBinarizer, normalize
 
-from service.datasets import Dataset
-from service.recommenders.base import FloatArray, IntArray, Recommender
+from service.ml.datasets import Dataset
+from service.ml.recommenders.base import FloatArray, IntArray, Recommender
 
 __all__ = ["DENSE_PAIRWISE_LIMIT", "ContentBased"]
 

@@ -7,10 +7,10 @@ hybrid built from the new pair arrives. Nothing here raises for a bad artifact: 
 cannot be loaded is ``failed`` or ``not_trained`` with the reason, and a model already serving
 keeps serving.
 
-Several models are published as one set through the publish journal (:mod:`service.publishing`):
-while a publish is unfinished, in this process or another, or was interrupted, the artifacts it
-already placed are held back and their previous versions served, so the set loaded is all old or
-all new.
+Several models are published as one set through the publish journal
+(:mod:`service.serving.journal`): while a publish is unfinished, in this process or another, or
+was interrupted, the artifacts it already placed are held back and their previous versions
+served, so the set loaded is all old or all new.
 """
 
 from __future__ import annotations
@@ -25,9 +25,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from service import artifacts, publishing
+from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
-from service.publishing import (
+from service.ml.recommenders import (
+    MODEL_NAMES,
+    MOVED_MODULES,
+    Collaborative,
+    ContentBased,
+    Hybrid,
+    Recommender,
+)
+from service.serving import journal as publishing
+from service.serving.journal import (
     JOURNAL_KEY,
     SET_METADATA,
     Journal,
@@ -35,7 +44,6 @@ from service.publishing import (
     PublishSuperseded,
     artifact_key,
 )
-from service.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
 __all__ = [
@@ -158,7 +166,7 @@ class Registry:
         self.storage_error: str | None = None
         self.loaded_once = False
         self.unfinished_publish: dict[str, Any] | None = None
-        """The publish whose artifacts are held back (see :mod:`service.publishing`), if any."""
+        """The publish whose artifacts are held back (:mod:`service.serving.journal`), if any."""
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -398,7 +406,7 @@ class Registry:
         self.storage_error = None
 
     def _verify(self, data: bytes, name: str) -> tuple[Recommender, ArtifactHeader]:
-        model, header = artifacts.load(data, self._key, expected_model=name)
+        model, header = artifacts.load(data, self._key, expected_model=name, moved=MOVED_MODULES)
         if not isinstance(model, Recommender):
             raise ArtifactError(f"the artifact for {name} holds a {type(model).__name__}")
         return model, header

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from service.cache import ResponseCache
 from service.config import Config
-from service.registry import Registry
-from service.telemetry import Metrics
-from service.training import Trainer
+from service.serving.registry import Registry
+from service.serving.trainer import Trainer
+from service.web.cache import ResponseCache
+from service.web.telemetry import Metrics
 from storage import ArtifactStore
 
 __all__ = [

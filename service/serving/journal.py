@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from service.recommenders import MODEL_NAMES
+from service.ml.recommenders import MODEL_NAMES
 from storage import ArtifactStore, NotFound, ObjectInfo
 
 __all__ = [

@@ -14,11 +14,11 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import MultiMapping
 
-from service.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
-from service.recommenders import MODEL_NAMES, Recommender
-from service.registry import UnknownModel, object_info_dict
-from service.telemetry import CONTENT_TYPE, load_and_record, refresh_and_record
-from service.training import MAX_JOBS_KEPT
+from service.ml.recommenders import MODEL_NAMES, Recommender
+from service.serving.registry import UnknownModel, object_info_dict
+from service.serving.trainer import MAX_JOBS_KEPT
+from service.web.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
+from service.web.telemetry import CONTENT_TYPE, load_and_record, refresh_and_record
 
 __all__ = [
     "ALGORITHMS",

@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from service.datasets import Dataset
+from service.ml.datasets import Dataset
 
 __all__ = [
     "Catalogue",

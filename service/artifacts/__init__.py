@@ -17,9 +17,11 @@ sizes, checksums, signature, format version and library versions from the header
 
 import hashlib
 import hmac
+import io
 import json
 import logging
 import math
+import pickle
 import platform
 import re
 import struct
@@ -295,9 +297,19 @@ def verify(
 
 
 def load(
-    data: bytes, key: bytes | None = None, *, expected_model: str | None = None
+    data: bytes,
+    key: bytes | None = None,
+    *,
+    expected_model: str | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> tuple[object, ArtifactHeader]:
     """Verify the artifact (see :func:`verify`), then unpickle its payload.
+
+    Parameters
+    ----------
+    moved : mapping of str to str, optional
+        Old module paths to new ones, for payloads pickled before their classes moved
+        (``{"service.recommenders": "service.ml.recommenders"}`` also covers submodules).
 
     Returns
     -------
@@ -307,7 +319,8 @@ def load(
     header = verify(data, key, expected_model=expected_model)
     try:
         # A view, not a copy: payloads can be tens of megabytes.
-        model = cloudpickle.loads(memoryview(data)[len(data) - header.payload_size :])
+        payload = memoryview(data)[len(data) - header.payload_size :]
+        model = _Unpickler(io.BytesIO(payload), moved or {}).load()
     except Exception as e:  # unpickling can fail in any way the pickled classes allow
         raise PayloadError(
             f"artifact {header.model!r} passed its checks but could not be unpickled ({e!r}); "
@@ -392,6 +405,21 @@ def from_metadata(metadata: Mapping[str, str]) -> MetadataSummary:
         params=params,
         omitted=_number(meta.get("omitted"), int) or 0,
     )
+
+
+class _Unpickler(pickle.Unpickler):
+    """A plain unpickler (cloudpickle payloads are standard pickles) that follows moved modules."""
+
+    def __init__(self, file: io.BytesIO, moved: Mapping[str, str]) -> None:
+        super().__init__(file)
+        self._moved = moved
+
+    def find_class(self, module: str, name: str) -> Any:
+        for old, new in self._moved.items():
+            if module == old or module.startswith(old + "."):
+                module = new + module[len(old) :]
+                break
+        return super().find_class(module, name)
 
 
 # Payload digests of signed artifacts already reported as loaded without a key: warn once each.

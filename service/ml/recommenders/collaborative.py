@@ -16,8 +16,8 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 
-from service.datasets import Dataset
-from service.recommenders.base import FloatArray, IntArray, Recommender
+from service.ml.datasets import Dataset
+from service.ml.recommenders.base import FloatArray, IntArray, Recommender
 
 __all__ = ["Collaborative"]
 

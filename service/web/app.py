@@ -15,9 +15,11 @@ from typing import Final
 
 from aiohttp import web
 
-from service.cache import ResponseCache
 from service.config import Config
-from service.keys import (
+from service.serving.registry import Registry
+from service.serving.trainer import Trainer, make_executor, stop_executor
+from service.web.cache import ResponseCache
+from service.web.keys import (
     CACHE,
     CONFIG,
     EXECUTOR,
@@ -29,17 +31,15 @@ from service.keys import (
     TRAINER,
     StorageState,
 )
-from service.middlewares import (
+from service.web.middlewares import (
     auth_middleware,
     cors_middleware,
     error_middleware,
     metrics_middleware,
 )
-from service.openapi import build_document
-from service.registry import Registry
-from service.routes import add_routes, admin_route_names, public_routes
-from service.telemetry import Metrics, load_and_record, refresh_and_record
-from service.training import Trainer, make_executor, stop_executor
+from service.web.openapi import build_document
+from service.web.routes import add_routes, admin_route_names, public_routes
+from service.web.telemetry import Metrics, load_and_record, refresh_and_record
 from storage import StorageError, open_store
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_START", "CLIENT_MAX_SIZE", "create_app"]
