@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from service.errors import ConfigError
 from service.sample_data import SAMPLE_DATA_DIR
 from storage import open_store
 
@@ -50,10 +51,6 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _MAX_WORKERS = 64
 _MAX_INTERVAL = 24 * 3600.0
 _MAX_CACHE = 1_000_000
-
-
-class ConfigError(ValueError):
-    """A configuration variable has a value the service cannot run with."""
 
 
 @dataclass(frozen=True)

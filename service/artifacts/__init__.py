@@ -36,6 +36,48 @@ import numpy
 import scipy
 import sklearn
 
+from service.errors import (
+    ArtifactError,
+    ChecksumMismatch,
+    IncompatibleVersions,
+    MalformedHeader,
+    NotAnArtifact,
+    PayloadError,
+    SignatureInvalid,
+    SignatureMissing,
+    TruncatedArtifact,
+    UnsupportedFormat,
+    WrongModel,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LIBRARIES",
+    "MAGIC",
+    "MAX_HEADER_BYTES",
+    "ArtifactError",
+    "ArtifactHeader",
+    "ChecksumMismatch",
+    "DatasetSummary",
+    "IncompatibleVersions",
+    "MalformedHeader",
+    "MetadataSummary",
+    "NotAnArtifact",
+    "PayloadError",
+    "SignatureInvalid",
+    "SignatureMissing",
+    "TruncatedArtifact",
+    "UnsupportedFormat",
+    "WrongModel",
+    "dump",
+    "from_metadata",
+    "library_versions",
+    "load",
+    "read_header",
+    "to_metadata",
+    "verify",
+]
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"WISATA\x00ART"
@@ -58,50 +100,6 @@ _VALUE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 _PARAM_VALUE_MAX = 64
 _T = TypeVar("_T")
 _N = TypeVar("_N", int, float)
-
-
-class ArtifactError(Exception):
-    """An artifact cannot be read, trusted or loaded."""
-
-
-class TruncatedArtifact(ArtifactError):
-    """The bytes end before the artifact does."""
-
-
-class NotAnArtifact(ArtifactError):
-    """The bytes do not start with the artifact magic."""
-
-
-class MalformedHeader(ArtifactError):
-    """The header is not canonical JSON, or a field is missing, unknown or of the wrong type."""
-
-
-class UnsupportedFormat(ArtifactError):
-    """The artifact was written in a format version this release cannot read."""
-
-
-class ChecksumMismatch(ArtifactError):
-    """The bytes differ from the sizes and digests recorded when the artifact was written."""
-
-
-class SignatureMissing(ArtifactError):
-    """A key is configured but the artifact carries no signature."""
-
-
-class SignatureInvalid(ArtifactError):
-    """The signature does not match the header under the configured key."""
-
-
-class IncompatibleVersions(ArtifactError):
-    """The artifact was written with another major version of numpy or scikit-learn."""
-
-
-class WrongModel(ArtifactError):
-    """The artifact holds another model than the one expected."""
-
-
-class PayloadError(ArtifactError):
-    """The payload passed every check but could not be unpickled."""
 
 
 @dataclass(frozen=True)

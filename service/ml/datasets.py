@@ -38,6 +38,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from service.errors import DatasetError
+
 __all__ = [
     "LAYOUTS",
     "Dataset",
@@ -59,10 +61,6 @@ RATING_RANGE: Final[dict[str, tuple[float, float]]] = {
     "tourism": (1.0, 5.0),
     "movielens": (0.5, 5.0),
 }
-
-
-class DatasetError(ValueError):
-    """A dataset directory or file is missing, empty or malformed."""
 
 
 @dataclass(frozen=True, eq=False)

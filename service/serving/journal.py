@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from service.errors import JournalError, PublishSuperseded
 from service.ml.recommenders import MODEL_NAMES
 from storage import ArtifactStore, NotFound, ObjectInfo
 
@@ -66,21 +67,6 @@ SET_METADATA: Final = "publish-set"
 """User metadata naming the publish (journal set id) an artifact was published in."""
 
 FORMAT: Final = 1
-
-
-class JournalError(ValueError):
-    """A journal that cannot be read; it is ignored (and reported), never trusted."""
-
-
-class PublishSuperseded(Exception):
-    """Another publisher's journal replaced this publish's: it stops, and places nothing more."""
-
-    def __init__(self, mine: str, found: str | None) -> None:
-        other = f"publish {found}" if found else "another publisher, which already finished"
-        super().__init__(
-            f"publish {mine} was taken over by {other}; this training was not published and "
-            "the other one's models will be served (train again to publish this data)"
-        )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
+from service.errors import ModelNotTrained, UnknownModel
 from service.ml.recommenders import (
     MODEL_NAMES,
     MOVED_MODULES,
@@ -58,8 +59,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-TRAIN_HINT = "train it with POST /api/ml/train-all (or the wisata-retrain job)"
-
 
 class Progress(Protocol):
     """Told the name of each model just before its artifact is published."""
@@ -75,26 +74,6 @@ class ModelState(enum.StrEnum):
     FAILED = "failed"
     STALE = "stale"
     NOT_PERSISTED = "trained_not_persisted"
-
-
-class ModelNotTrained(Exception):
-    """The model asked for is not available to serve."""
-
-    def __init__(self, model: str, reason: str) -> None:
-        super().__init__(f"model {model} is not available ({reason}); {TRAIN_HINT}")
-        self.model = model
-        self.reason = reason
-
-
-class UnknownModel(KeyError):
-    """A model name that is none of the served models."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-    def __str__(self) -> str:
-        return f"unknown model {self.name!r}; the models are {', '.join(MODEL_NAMES)}"
 
 
 @dataclass(frozen=True)
@@ -383,7 +362,7 @@ class Registry:
         try:
             return self._slots[name]
         except KeyError:
-            raise UnknownModel(name) from None
+            raise UnknownModel(name, MODEL_NAMES) from None
 
     def _set(self, name: str, slot: _Slot) -> None:
         self._slots[name] = slot  # one assignment: requests see the old slot or the new one

@@ -24,6 +24,7 @@ from typing import Any
 
 from service import artifacts
 from service.artifacts import DatasetSummary
+from service.errors import TrainingInProgress, UnknownJob, UnknownModel
 from service.ml.datasets import Dataset, load_dataset
 from service.ml.recommenders import (
     MODEL_NAMES,
@@ -32,7 +33,7 @@ from service.ml.recommenders import (
     Hybrid,
     Recommender,
 )
-from service.serving.registry import Registry, UnknownModel
+from service.serving.registry import Registry
 
 __all__ = [
     "BuildResult",
@@ -51,16 +52,6 @@ logger = logging.getLogger(__name__)
 #: Niceness added to training workers so request handling keeps the CPU it needs.
 WORKER_NICENESS = 10
 MAX_JOBS_KEPT = 50
-
-
-class TrainingInProgress(Exception):
-    """A training job is already queued or running."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            f"training job {job_id} is still running; wait for it (GET /api/ml/jobs/{job_id})"
-        )
-        self.job_id = job_id
 
 
 class JobState(enum.StrEnum):
@@ -125,7 +116,7 @@ def ordered_models(models: Sequence[str]) -> tuple[str, ...]:
     """Validate model names and put them in training order (the hybrid last)."""
     for name in models:
         if name not in MODEL_NAMES:
-            raise UnknownModel(name)
+            raise UnknownModel(name, MODEL_NAMES)
     return tuple(name for name in MODEL_NAMES if name in models)
 
 
@@ -287,8 +278,11 @@ class Trainer:
         return next((job for job in self._jobs.values() if job.active), None)
 
     def job(self, job_id: str) -> Job:
-        """Return a job by id (KeyError when unknown)."""
-        return self._jobs[job_id]
+        """Return a job by id; :class:`~service.errors.UnknownJob` when unknown."""
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise UnknownJob(job_id, MAX_JOBS_KEPT) from None
 
     def submit(self, models: Sequence[str]) -> Job:
         """Start training ``models``; raises :class:`TrainingInProgress` while one runs."""

@@ -11,19 +11,16 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from service.artifacts import ArtifactError
-from service.ml.recommenders import UnknownItemError
-from service.serving.registry import ModelNotTrained, UnknownModel
-from service.serving.trainer import TrainingInProgress
+from service.errors import TrainingInProgress, UnknownJob, WisataError
 from service.web.keys import ROUTE_LABEL
 from service.web.telemetry import Metrics
-from service.web.views import BadParameter, UnknownJob, dumps
+from service.web.views import dumps
 from storage import NotFound, StorageError
 
 __all__ = [
@@ -46,6 +43,17 @@ _STATUS_CODES: Final[Mapping[int, str]] = {
     405: "method_not_allowed",
     413: "request_too_large",
     415: "unsupported_media_type",
+}
+#: Errors of the layers below that do not carry a status of their own: (status, code).
+_FOREIGN: Final[Mapping[type[Exception], tuple[int, str]]] = {
+    NotFound: (404, "not_found"),
+    StorageError: (503, "storage_unavailable"),
+    ValueError: (400, "bad_request"),
+}
+#: What to do next, in the API's words, added to a domain message at the edge.
+_HINTS: Final[Mapping[type[WisataError], Callable[[Any], str]]] = {
+    TrainingInProgress: lambda e: f"follow it at GET {_job_link(e.job_id)}",
+    UnknownJob: lambda e: "start one with POST /api/ml/train-all",
 }
 _PREFLIGHT_MAX_AGE = "600"
 _RETRY_AFTER = "5"
@@ -196,35 +204,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _domain_error(request: web.Request, e: Exception) -> web.Response:
-    if isinstance(e, ModelNotTrained):
-        return error_response(503, "model_not_trained", str(e), model=e.model, reason=e.reason)
-    if isinstance(e, UnknownItemError):
-        return error_response(404, "unknown_item", str(e), item_id=e.item_id)
-    if isinstance(e, UnknownModel):
-        return error_response(404, "unknown_model", str(e), model=e.name)
-    if isinstance(e, UnknownJob):
-        return error_response(404, "unknown_job", str(e), job_id=e.job_id)
-    if isinstance(e, BadParameter):
-        return error_response(400, "bad_parameter", str(e), parameter=e.parameter)
-    if isinstance(e, TrainingInProgress):
-        link = f"/api/ml/jobs/{e.job_id}"
-        return error_response(
-            409, "training_in_progress", str(e), job_id=e.job_id, links={"job": link}
-        )
-    if isinstance(e, ArtifactError):
-        return error_response(422, "artifact_invalid", str(e))
-    if isinstance(e, NotFound):
-        return error_response(404, "not_found", str(e))
-    if isinstance(e, StorageError):
-        logger.warning("%s %s: storage error: %s", request.method, request.path, e)
-        return error_response(
-            503,
-            "storage_unavailable",
-            f"the artifact store failed: {e}",
-            headers={"Retry-After": _RETRY_AFTER},
-        )
-    if isinstance(e, ValueError):
-        return error_response(400, "bad_request", str(e))
+    """The JSON answer to an exception: a lookup of its status and code, not a chain of cases."""
+    if isinstance(e, WisataError):
+        hint = _HINTS.get(type(e))
+        message = f"{e}; {hint(e)}" if hint is not None else str(e)
+        extra = {**e.details(), **_links(e)}
+        return error_response(e.status, e.code, message, **extra)
+    for kind in type(e).__mro__:
+        if kind in _FOREIGN:
+            status, code = _FOREIGN[kind]
+            if status == 503:
+                logger.warning("%s %s: storage error: %s", request.method, request.path, e)
+                return error_response(
+                    status,
+                    code,
+                    f"the artifact store failed: {e}",
+                    headers={"Retry-After": _RETRY_AFTER},
+                )
+            return error_response(status, code, str(e))
     logger.exception("unexpected error answering %s %s", request.method, request.path)
     return error_response(
         500,
@@ -232,6 +229,16 @@ def _domain_error(request: web.Request, e: Exception) -> web.Response:
         f"unexpected {type(e).__name__} while answering {request.method} {request.path}; "
         "the server log has the details",
     )
+
+
+def _links(e: WisataError) -> dict[str, Any]:
+    if isinstance(e, TrainingInProgress):
+        return {"links": {"job": _job_link(e.job_id)}}
+    return {}
+
+
+def _job_link(job_id: str) -> str:
+    return f"/api/ml/jobs/{job_id}"
 
 
 def _http_error(request: web.Request, e: web.HTTPException) -> web.Response:

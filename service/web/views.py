@@ -14,19 +14,13 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import MultiMapping
 
+from service.errors import BadParameter, UnknownModel
 from service.ml.recommenders import MODEL_NAMES, Recommender
-from service.serving.registry import UnknownModel, object_info_dict
-from service.serving.trainer import MAX_JOBS_KEPT
+from service.serving.registry import object_info_dict
 from service.web.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
 from service.web.telemetry import CONTENT_TYPE, load_and_record, refresh_and_record
 
-__all__ = [
-    "ALGORITHMS",
-    "MAX_RATINGS",
-    "BadParameter",
-    "UnknownJob",
-    "dumps",
-]
+__all__ = ["ALGORITHMS", "MAX_RATINGS", "dumps"]
 
 #: Public algorithm names -> model names.
 ALGORITHMS: Final[Mapping[str, str]] = {
@@ -45,25 +39,6 @@ NOT_BLANK: Final = r"\S"
 
 #: JSON that is always valid: NaN or infinity fails loudly instead of writing ``NaN``.
 dumps = functools.partial(json.dumps, allow_nan=False)
-
-
-class BadParameter(ValueError):
-    """A request parameter is missing or has a value the route does not accept."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-
-
-class UnknownJob(LookupError):
-    """A training job id the service does not know (never submitted, or long forgotten)."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            f"no training job {job_id!r}; start one with POST /api/ml/train-all "
-            f"(the service remembers its last {MAX_JOBS_KEPT} jobs since it started)"
-        )
-        self.job_id = job_id
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -183,12 +158,7 @@ async def train_model(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     """A training job's state, times, seconds per model and error."""
-    job_id = request.match_info["job_id"]
-    try:
-        found = request.app[TRAINER].job(job_id)
-    except KeyError:
-        raise UnknownJob(job_id) from None
-    return _json(found.to_dict())
+    return _json(request.app[TRAINER].job(request.match_info["job_id"]).to_dict())
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -214,7 +184,7 @@ async def rollback(request: web.Request) -> web.Response:
     """Make a stored version current again and serve it."""
     name = request.match_info["name"]
     if name not in MODEL_NAMES:  # refused before the body matters
-        raise UnknownModel(name)
+        raise UnknownModel(name, MODEL_NAMES)
     body = await _body(request)
     version_id = _text(body.get("version_id"), "version_id", limit=1024)
     registry = request.app[REGISTRY]

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from service.errors import UnknownItemError
 from service.ml.datasets import Dataset
 
 __all__ = [
@@ -38,17 +39,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
-
-
-class UnknownItemError(KeyError):
-    """An item id is not in the catalogue the model was trained on."""
-
-    def __init__(self, item_id: str) -> None:
-        super().__init__(item_id)
-        self.item_id = item_id
-
-    def __str__(self) -> str:
-        return f"unknown item id {self.item_id!r}: it is not in the trained model's catalogue"
 
 
 @dataclass(frozen=True)
