@@ -13,8 +13,9 @@ the original does.
 
 A restore reads a complete backup, verifies every artifact (size, sha256, signature, that the
 hybrid was built with the backed-up sub-models) before changing anything, then publishes them
-through :meth:`service.serving.registry.Registry.install`, the path a training uses (temporary key,
-then copy into place). A running service loads them at its next reload.
+through :class:`service.serving.publisher.Publisher`, the path a training uses (one set, each
+artifact through a temporary key, then copied into place). A running service loads them at
+its next reload.
 
 Exit statuses: 0 done, 1 error (nothing to back up, no such backup, a damaged artifact),
 2 bad usage or configuration.
@@ -36,8 +37,8 @@ from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
 from service.config import Config
 from service.ml.recommenders import MODEL_NAMES, Hybrid
-from service.serving import journal as publishing
-from service.serving.registry import Registry, artifact_key
+from service.serving.journal import artifact_key, survey
+from service.serving.publisher import Publisher
 from storage import ArtifactStore, NotFound, ObjectInfo, validate_key
 from storage.keys import MAX_METADATA_BYTES
 
@@ -122,10 +123,9 @@ async def create_backup(
     """
     name = await _unused_name(place, now or datetime.now(UTC))
     entries: list[dict[str, Any]] = []
-    held = (await publishing.survey(source)).held
+    found = await survey(source)
     for model in MODEL_NAMES:
-        previous = held[model].previous if model in held else None
-        version_id = previous.version_id if previous is not None else None
+        version_id = found.served_version(model)
         if version_id is not None:
             logger.warning("%s: backing up the version served before an unfinished publish", model)
         try:
@@ -252,14 +252,11 @@ async def restore_backup(
             )
         checked[model] = (data, header)
     _check_hybrid(name, checked)
-    registry = Registry(target, key=key)
-    problems = await registry.install({model: data for model, (data, _) in checked.items()})
-    failed = {model: problem for model, problem in problems.items() if problem is not None}
-    if failed:
+    result = await Publisher(target).publish({model: data for model, (data, _) in checked.items()})
+    if result.error is not None:
         raise JobError(
-            f"restoring backup {name} failed for "
-            + "; ".join(f"{model}: {problem}" for model, problem in failed.items())
-            + "; run the restore again once the store is reachable"
+            f"restoring backup {name} failed for {', '.join(checked)}: {result.error}; "
+            "run the restore again once the store is reachable"
         )
     return [model for model in MODEL_NAMES if model in checked]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
 
 from service.config import Config, ConfigError
-from storage import ArtifactStore, StorageError, open_store
+from storage import ArtifactStore, StorageError, StorageUnavailable, open_store
 
 __all__ = [
     "ExitCode",
@@ -35,6 +35,7 @@ __all__ = [
     "run_job",
     "setup_logging",
     "stop_on_signals",
+    "storage_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,13 @@ def open_config_store(
     )
 
 
+def storage_problem(problem: StorageError) -> str:
+    """A storage error as a job reports it: what the store said, and which variables to check."""
+    if isinstance(problem, StorageUnavailable):
+        return f"{problem} (WISATA_S3_ENDPOINT and WISATA_STORAGE say where the store is)"
+    return str(problem)
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: StopFlag, wake: asyncio.Event | None = None) -> Iterator[None]:
     """Turn SIGTERM and SIGINT into ``stop`` (and ``wake``) while the block runs.
@@ -197,7 +205,7 @@ def run_job(
     try:
         return asyncio.run(job(config, args))
     except StorageError as e:
-        error(f"storage: {e}")
+        error(f"storage: {storage_problem(e)}")
     except JobError as e:
         error(str(e))
     except KeyboardInterrupt:

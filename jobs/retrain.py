@@ -1,11 +1,12 @@
 """``wisata-retrain``: train the three models, check them on a holdout, publish them.
 
-One run: read what is published, load the dataset (``WISATA_DATA``), evaluate each model on a
-seeded 20 % per-user holdout (fitted on the other 80 %), refuse to publish when a model got
-clearly worse, then fit on all the data with :func:`service.serving.trainer.build_artifacts` (the
-service's own training path) and publish through :meth:`service.serving.registry.Registry.install`
-(verified, content and collaborative first, the hybrid last), the holdout metrics in each
-artifact's metadata. A running service picks the new artifacts up by its hot reload.
+One run: read what is published, load the dataset (``WISATA_DATA``), measure each model on a
+seeded 20 % per-user holdout (:func:`service.ml.evaluation.holdout_metrics`, fitted on the other
+80 %), refuse to publish when a model got clearly worse, then fit on all the data
+(:func:`service.serving.building.build_artifacts`) and publish the three as one set through the
+:class:`~service.serving.publisher.Publisher`, the holdout metrics in each artifact's metadata.
+These are the service's own training steps. A running service picks the new artifacts up by its
+hot reload.
 
 Exit statuses: 0 published, 3 skipped (``--if-new-ratings``: not enough new interactions),
 4 refused by the quality gate (nothing published), 1 error, 2 bad usage or configuration.
@@ -17,10 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from jobs.cli import (
     ExitCode,
@@ -32,22 +31,23 @@ from jobs.cli import (
     run_job,
     stop_on_signals,
 )
-from jobs.schedule import Cron, Schedule, check_zone, parse_cron, parse_every, run_forever
+from jobs.retrain_options import DEFAULT_MIN_NDCG_RATIO, Options, build_parser
+from jobs.schedule import Cron, Schedule, run_forever
 from service import artifacts
 from service.artifacts import MetadataSummary
 from service.config import Config
-from service.ml.datasets import Dataset, DatasetError, load_dataset
-from service.ml.evaluation import evaluate_model
-from service.ml.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid, Recommender
-from service.ml.splits import holdout_split, relevant_items
-from service.serving.registry import Registry, artifact_key
-from service.serving.trainer import build_artifacts
-from storage import ArtifactStore, NotFound, StorageError
+from service.errors import DatasetError
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.evaluation import NDCG, K, holdout_metrics
+from service.ml.recommenders import MODEL_NAMES
+from service.serving.building import build_artifacts
+from service.serving.journal import survey
+from service.serving.publisher import Publisher
+from storage import ArtifactStore, ObjectInfo, StorageError
 
 __all__ = [
-    "HOLDOUT_FRACTION",
+    "DEFAULT_MIN_NDCG_RATIO",
     "NDCG",
-    "Holdout",
     "K",
     "Options",
     "build_parser",
@@ -58,92 +58,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-K = 10
-"""Length of the evaluated recommendation lists."""
-HOLDOUT_FRACTION = 0.2
-"""Share of each user's interactions held out to evaluate on."""
-NDCG = f"ndcg_at_{K}"
-"""The metric the quality gate compares, as named in the artifacts' metadata.
-
-Metric names use only characters S3 metadata keys keep as they are, so the MinIO console shows
-``metric-ndcg_at_10`` rather than an escaped name.
-"""
-DEFAULT_MIN_NDCG_RATIO = 0.95
 # Steps of one run: published, dataset, 3 evaluations, fit, 3 publishes.
 _STEPS = 9
-
-
-@dataclass(frozen=True)
-class Options:
-    """What one run is asked to do."""
-
-    if_new_ratings: int | None
-    min_ndcg_ratio: float
-    seed: int
-
-
-class Holdout:
-    """One seeded per-user holdout of a dataset, and the models fitted on its training part.
-
-    Parameters
-    ----------
-    dataset : Dataset
-        All the data.
-    seed : int
-        Seed of the split: the same data and seed always give the same split.
-    hybrid_weight : float or "auto"
-        The hybrid's content weight, as the service trains it.
-    """
-
-    def __init__(self, dataset: Dataset, *, seed: int, hybrid_weight: float | str) -> None:
-        train, test = holdout_split(dataset.interactions, HOLDOUT_FRACTION, seed)
-        self.part = dataset.with_interactions(train)
-        self.relevant = relevant_items(test)
-        self.hybrid_weight = hybrid_weight
-        self.fitted: dict[str, Recommender] = {}
-
-    def score(self, name: str) -> dict[str, float]:
-        """Fit model ``name`` on the training part and return its metrics on the held-out part.
-
-        The content model must be scored first: it is the hybrid's sub-model and gives the item
-        vectors that diversity is measured with.
-        """
-        model = self._fit(name)
-        content = self.fitted[ContentBased.name]
-        assert isinstance(content, ContentBased)
-        scores = evaluate_model(model, self.relevant, content, K)
-        if scores.users == 0:
-            logger.warning(
-                "%s: no held-out user has a rating >= 4, so its metrics are zeros; "
-                "the dataset is too small to judge the model",
-                name,
-            )
-        return {
-            NDCG: scores.ndcg,
-            f"precision_at_{K}": scores.precision,
-            f"recall_at_{K}": scores.recall,
-            "coverage": scores.coverage,
-            "diversity": scores.diversity,
-        }
-
-    def _fit(self, name: str) -> Recommender:
-        model: Recommender
-        if name == Hybrid.name:
-            content, collaborative = (
-                self.fitted[ContentBased.name],
-                self.fitted[Collaborative.name],
-            )
-            assert isinstance(content, ContentBased)
-            assert isinstance(collaborative, Collaborative)
-            model = Hybrid(
-                content=content,
-                collaborative=collaborative,
-                content_weight=self.hybrid_weight,  # type: ignore[arg-type]
-            )
-        else:
-            model = ContentBased() if name == ContentBased.name else Collaborative()
-        self.fitted[name] = model.fit(self.part)
-        return model
 
 
 def quality_gate(
@@ -197,15 +113,11 @@ def _new_ratings_reason(
 
 
 async def _published(store: ArtifactStore) -> dict[str, MetadataSummary | None]:
-    found: dict[str, MetadataSummary | None] = {}
-    for name in MODEL_NAMES:
-        try:
-            info = await store.head(artifact_key(name))
-        except NotFound:
-            found[name] = None
-        else:
-            found[name] = artifacts.from_metadata(info.metadata)
-    return found
+    current = (await survey(store)).current
+    return {
+        name: None if info is None else artifacts.from_metadata(info.metadata)
+        for name, info in current.items()
+    }
 
 
 def _load(config: Config) -> Dataset:
@@ -272,52 +184,58 @@ async def _retrain(
         hybrid_weight=config.hybrid_weight,
         metrics=metrics,
     )
-    registry = await _publish(store, config, built.artifacts, progress)
-    return ExitCode.OK, _report(registry, metrics)
+    stored = await _publish(store, built.artifacts, progress)
+    return ExitCode.OK, _report(built.artifacts, stored, metrics)
 
 
 async def _evaluate(
     dataset: Dataset, config: Config, options: Options, progress: Progress
 ) -> dict[str, dict[str, float]]:
-    holdout = await asyncio.to_thread(
-        Holdout, dataset, seed=options.seed, hybrid_weight=config.hybrid_weight
-    )
-    metrics: dict[str, dict[str, float]] = {}
-    for name in MODEL_NAMES:
+    def step(name: str) -> None:
         progress.step(f"evaluating {name} on the holdout")
-        metrics[name] = await asyncio.to_thread(holdout.score, name)
-        logger.info("%s: %s", name, _format_metrics(metrics[name]))
+
+    metrics = await asyncio.to_thread(
+        holdout_metrics,
+        dataset,
+        MODEL_NAMES,
+        seed=options.seed,
+        hybrid_weight=config.hybrid_weight,
+        before_each=step,
+    )
+    for name, scores in metrics.items():
+        logger.info("%s: %s", name, _format_metrics(scores))
     return metrics
 
 
 async def _publish(
-    store: ArtifactStore, config: Config, built: Mapping[str, bytes], progress: Progress
-) -> Registry:
+    store: ArtifactStore, built: Mapping[str, bytes], progress: Progress
+) -> dict[str, ObjectInfo]:
     """Publish through the service's own path: the three as one set, the hybrid last."""
-    registry = Registry(store, key=config.artifact_key)
-    problems = await registry.install(built, lambda name: progress.step(f"publishing {name}"))
-    failed = {name: problem for name, problem in problems.items() if problem is not None}
-    if failed:
-        raise JobError(_publish_failure(failed))
-    return registry
+    result = await Publisher(store).publish(built, lambda name: progress.step(f"publishing {name}"))
+    if result.error is not None:
+        raise JobError(_publish_failure(list(built), result.error))
+    return result.stored
 
 
-def _report(registry: Registry, metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
+def _report(
+    built: Mapping[str, bytes],
+    stored: Mapping[str, ObjectInfo],
+    metrics: Mapping[str, Mapping[str, float]],
+) -> list[str]:
     lines = []
-    for name, status in registry.status().items():
-        info = status.artifact
-        version = info.version_id if info is not None and info.version_id else "-"
+    for name, data in built.items():
+        checksum = artifacts.read_header(data).payload_sha256
+        version = stored[name].version_id or "-"
         lines.append(
             f"published {name}: NDCG@{K} {metrics[name][NDCG]:.4f}, "
-            f"sha256 {(status.checksum or '')[:12]}, version {version}"
+            f"sha256 {checksum[:12]}, version {version}"
         )
     return lines
 
 
-def _publish_failure(failed: Mapping[str, str]) -> str:
-    problem = next(iter(failed.values()))
+def _publish_failure(names: list[str], problem: str) -> str:
     return (
-        f"publishing {', '.join(failed)} failed: {problem}. The set was not published whole, so "
+        f"publishing {', '.join(names)} failed: {problem}. The set was not published whole, so "
         "a running service keeps serving its current models; run wisata-retrain again once the "
         "store is reachable"
     )
@@ -355,103 +273,6 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 
         await run_forever(schedule, scheduled_run, wake, at_start=args.at_start)
     return ExitCode.OK
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a ratio; use a number >= 0, e.g. 0.95 (0 turns the gate off)"
-        )
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0, e.g. 100")
-    return int(text)
-
-
-def _every(text: str) -> Schedule:
-    try:
-        return parse_every(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _cron(text: str) -> Schedule:
-    try:
-        return parse_cron(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _zone(text: str) -> str:
-    try:
-        return check_zone(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser of ``wisata-retrain`` (its flags and their checks)."""
-    parser = argparse.ArgumentParser(
-        prog="wisata-retrain",
-        description="Train the three models on WISATA_DATA, evaluate them on a holdout and "
-        "publish them to WISATA_STORAGE with their metrics. Settings come from the WISATA_* "
-        "variables, as for the service.",
-        epilog="Exit status: 0 published, 3 skipped (not enough new ratings), 4 refused by the "
-        "quality gate, 1 error, 2 bad usage or configuration.",
-    )
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument(
-        "--every",
-        type=_every,
-        metavar="INTERVAL",
-        help="stay up and run at this interval, e.g. 7d, 12h, 30m (the first run after one "
-        "interval, unless --at-start)",
-    )
-    when.add_argument(
-        "--cron",
-        type=_cron,
-        metavar="EXPRESSION",
-        help="stay up and run at the times of this cron expression, in UTC (or --timezone), "
-        "e.g. '0 3 * * 0' for Sundays at 03:00",
-    )
-    parser.add_argument(
-        "--timezone",
-        type=_zone,
-        metavar="ZONE",
-        help="with --cron: read the expression on this IANA time zone's clock, e.g. "
-        "Asia/Jakarta (default UTC)",
-    )
-    parser.add_argument(
-        "--at-start",
-        action="store_true",
-        help="with --every or --cron: also run once right away",
-    )
-    parser.add_argument(
-        "--if-new-ratings",
-        type=_count,
-        metavar="N",
-        help="train only if the dataset has at least N more interactions than the published "
-        "artifacts were trained on (always train when a model is not published)",
-    )
-    parser.add_argument(
-        "--min-ndcg-ratio",
-        type=_ratio,
-        default=DEFAULT_MIN_NDCG_RATIO,
-        metavar="R",
-        help=f"refuse to publish when a model's holdout NDCG@{K} is below R x the published "
-        f"model's (default {DEFAULT_MIN_NDCG_RATIO}; 0 turns the check off)",
-    )
-    parser.add_argument(
-        "--seed", type=_count, default=0, help="seed of the holdout split (default 0)"
-    )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

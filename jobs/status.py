@@ -2,9 +2,9 @@
 
 For each model it reports whether its object exists, its size, version and metadata (what the
 artifact says about itself: when and on what it was trained, its holdout metrics), then loads
-it the way the service does (:meth:`service.serving.registry.Registry.load_all`: size, sha256
-and signature checked before anything is unpickled; the hybrid only with the very sub-models it
-was built with) and lists its learned components and their shapes.
+it the way the service would, read-only (:func:`service.serving.inspection.inspect`: size,
+sha256 and signature checked before anything is unpickled; the hybrid only with the very
+sub-models it was built with) and lists its learned components and their shapes.
 
 Exit statuses: 0 READY (all three models load and are consistent), 1 NOT READY or the store
 cannot be reached, 2 bad usage or configuration. So it works as a container health check.
@@ -19,12 +19,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.cli import ExitCode, error, open_config_store, run_job
-from service import artifacts
+from jobs.cli import ExitCode, error, open_config_store, run_job, storage_problem
 from service.config import Config
 from service.ml.recommenders import MODEL_NAMES
-from service.serving import journal as publishing
-from service.serving.registry import ModelStatus, Registry, artifact_key, object_info_dict
+from service.serving.inspection import inspect
+from service.serving.journal import artifact_key
+from service.serving.status import ModelStatus, StoredArtifact
 from storage import ObjectInfo, StorageError
 
 __all__ = ["build_parser", "collect", "main", "render"]
@@ -42,32 +42,30 @@ async def collect(config: Config) -> dict[str, Any]:
     """
     async with open_config_store(config, writable=False) as store:
         await store.ensure_ready()
-        objects = (await publishing.survey(store)).current
-        registry = Registry(store, key=config.artifact_key)
-        await registry.load_all()
-        statuses = registry.status()
+        found = await inspect(store, config.artifact_key)
         location = dataclasses.asdict(store.describe())
-    missing = registry.missing()
+    missing = found.missing()
+    unfinished = found.unfinished_publish
     return {
         "ready": not missing,
         "store": location,
-        "models": {name: _model(statuses[name], objects[name]) for name in MODEL_NAMES},
+        "models": {name: _model(found.models[name], found.current[name]) for name in MODEL_NAMES},
         "problems": [f"{name}: {reason}" for name, reason in missing.items()],
-        "unfinished_publish": registry.unfinished_publish,
+        "unfinished_publish": None if unfinished is None else unfinished.model_dump(mode="json"),
     }
 
 
 def _model(status: ModelStatus, info: ObjectInfo | None) -> dict[str, Any]:
-    summary = artifacts.from_metadata(info.metadata) if info is not None else None
+    stored = StoredArtifact.of(info) if info is not None else None
     return {
         "state": status.state.value,
         "reason": status.reason,
-        "exists": info is not None,
-        "object": object_info_dict(info) if info is not None else None,
-        "trained_at": status.trained_at or (summary.trained_at if summary else None),
+        "exists": stored is not None,
+        "object": stored.model_dump(mode="json") if stored is not None else None,
+        "trained_at": status.trained_at or (stored.decoded.trained_at if stored else None),
         "checksum": status.checksum,
         "components": status.components,
-        "metadata": dataclasses.asdict(summary) if summary is not None else None,
+        "metadata": stored.model_dump(mode="json")["decoded"] if stored is not None else None,
     }
 
 
@@ -134,7 +132,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     try:
         report = await collect(config)
     except StorageError as e:
-        message = f"cannot read the store: {e}"
+        message = f"cannot read the store: {storage_problem(e)}"
         if args.json:
             print(json.dumps({"ready": False, "error": message}, indent=2))
         error(message)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from service import artifacts
-from service.serving import journal as publishing
 from service.serving.journal import SET_METADATA, Journal, artifact_key
+from service.serving.publisher import Publisher
 from storage import ArtifactStore, ObjectInfo
 
 __all__ = ["interrupt_publish", "place"]
@@ -23,7 +23,7 @@ async def interrupt_publish(
 ) -> Journal:
     """Announce a publish of ``built``, place the artifacts named ``placed``, and stop there."""
     checksums = {name: artifacts.read_header(data).payload_sha256 for name, data in built.items()}
-    journal = await publishing.announce(store, checksums)
+    journal = await Publisher(store).announce(checksums)
     for name in placed:
         await place(store, journal, name, built[name])
     return journal

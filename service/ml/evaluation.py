@@ -17,20 +17,38 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from service.ml.datasets import Dataset, DatasetError, load_dataset
+from service.errors import DatasetError
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.model_set import HybridWeight, fit_model_set, ordered_models
 from service.ml.ranking import intra_list_diversity, ndcg_at_k, precision_at_k, recall_at_k
-from service.ml.recommenders import Collaborative, ContentBased, Hybrid, Popularity, Recommender
-from service.ml.splits import holdout_split, relevant_items
+from service.ml.recommenders import (
+    MODEL_NAMES,
+    Collaborative,
+    ContentBased,
+    Hybrid,
+    Popularity,
+    Recommender,
+)
+from service.ml.splits import HOLDOUT_FRACTION, Holdout
 
-__all__ = ["Scores", "evaluate", "evaluate_model", "main"]
+__all__ = ["NDCG", "K", "Scores", "evaluate", "evaluate_model", "holdout_metrics", "main"]
 
 logger = logging.getLogger(__name__)
+
+K = 10
+"""Length of the evaluated recommendation lists."""
+NDCG = f"ndcg_at_{K}"
+"""The metric quality gates compare, as named in the artifacts' metadata.
+
+Metric names use only characters S3 metadata keys keep as they are, so the MinIO console shows
+``metric-ndcg_at_10`` rather than an escaped name.
+"""
 
 
 @dataclass(frozen=True)
@@ -84,51 +102,84 @@ def evaluate_model(
     )
 
 
+def holdout_metrics(
+    dataset: Dataset,
+    names: Iterable[str] = MODEL_NAMES,
+    *,
+    seed: int = 0,
+    hybrid_weight: HybridWeight = "auto",
+    before_each: Callable[[str], object] | None = None,
+) -> dict[str, dict[str, float]]:
+    """The quality each model of ``names`` reaches on a seeded holdout of ``dataset``.
+
+    What a training records in each artifact, whoever runs it (the service or
+    ``wisata-retrain``): fitted on the training part, the model's top-:data:`K` lists of the
+    held-out users give ``ndcg_at_10``, ``precision_at_10``, ``recall_at_10``, ``coverage`` and
+    ``diversity``. ``before_each`` is called with each model's name before it is fitted.
+    """
+    wanted = ordered_models(names)
+    holdout = Holdout.of(dataset, seed)
+    needed = {ContentBased.name, *wanted}  # the content model's vectors measure diversity
+    if Hybrid.name in wanted:
+        needed.add(Collaborative.name)
+    fitted = fit_model_set(
+        holdout.part, needed, hybrid_weight=hybrid_weight, before_each=before_each
+    )
+    metrics: dict[str, dict[str, float]] = {}
+    for name in wanted:
+        scores = evaluate_model(fitted.models[name], holdout.relevant, fitted.content, K)
+        if scores.users == 0:
+            logger.warning(
+                "%s: no held-out user has a rating >= 4, so its metrics are zeros; "
+                "the dataset is too small to judge the model",
+                name,
+            )
+        metrics[name] = {
+            NDCG: scores.ndcg,
+            f"precision_at_{K}": scores.precision,
+            f"recall_at_{K}": scores.recall,
+            "coverage": scores.coverage,
+            "diversity": scores.diversity,
+        }
+    return metrics
+
+
 def evaluate(
     dataset: Dataset,
     *,
-    k: int = 10,
+    k: int = K,
     seed: int = 0,
-    fraction: float = 0.2,
-    hybrid_weight: float | str = "auto",
+    fraction: float = HOLDOUT_FRACTION,
+    hybrid_weight: HybridWeight = "auto",
     max_users: int | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Run the protocol on ``dataset``; return metrics keyed by algorithm."""
-    train, test = holdout_split(dataset.interactions, fraction, seed)
-    part = dataset.with_interactions(train)
-    relevant = relevant_items(test)
+    holdout = Holdout.of(dataset, seed, fraction)
+    relevant = holdout.relevant
     if max_users is not None:
         relevant = dict(sorted(relevant.items())[:max_users])
-    fit_seconds: dict[str, float] = {}
-
-    def timed(name: str, build: Callable[[], Recommender]) -> Any:
-        start = time.perf_counter()
-        model = build()
-        fit_seconds[name] = time.perf_counter() - start
-        return model
-
-    popularity = timed("popularity", lambda: Popularity().fit(part))
-    content = timed("content", lambda: ContentBased().fit(part))
-    collaborative = timed("collaborative", lambda: Collaborative().fit(part))
-    weight: Any = hybrid_weight if hybrid_weight == "auto" else float(hybrid_weight)
-    hybrid = timed(
-        "hybrid",
-        lambda: Hybrid(content=content, collaborative=collaborative, content_weight=weight).fit(
-            part
+    start = time.perf_counter()
+    popularity = Popularity().fit(holdout.part)
+    popularity_seconds = time.perf_counter() - start
+    fitted = fit_model_set(holdout.part, hybrid_weight=hybrid_weight)
+    hybrid = fitted.models[Hybrid.name]
+    assert isinstance(hybrid, Hybrid)
+    runs: dict[str, tuple[Recommender, float, dict[str, Any]]] = {
+        "popularity": (popularity, popularity_seconds, {}),
+        "content": (fitted.content, fitted.seconds[ContentBased.name], {}),
+        "collaborative": (
+            fitted.models[Collaborative.name],
+            fitted.seconds[Collaborative.name],
+            {},
         ),
-    )
-    runs: dict[str, tuple[Recommender, dict[str, Any]]] = {
-        "popularity": (popularity, {}),
-        "content": (content, {}),
-        "collaborative": (collaborative, {}),
-        "hybrid_lambda_1.0": (hybrid, {"mmr_lambda": 1.0}),
-        "hybrid_lambda_0.7": (hybrid, {"mmr_lambda": 0.7}),
+        "hybrid_lambda_1.0": (hybrid, fitted.seconds[Hybrid.name], {"mmr_lambda": 1.0}),
+        "hybrid_lambda_0.7": (hybrid, fitted.seconds[Hybrid.name], {"mmr_lambda": 0.7}),
     }
     results: dict[str, dict[str, float | int]] = {}
-    for name, (model, options) in runs.items():
-        scores = evaluate_model(model, relevant, content, k, **options)
+    for name, (model, seconds, options) in runs.items():
+        scores = evaluate_model(model, relevant, fitted.content, k, **options)
         row: dict[str, float | int] = asdict(scores)
-        row["fit_seconds"] = fit_seconds.get(name.split("_lambda")[0], 0.0)
+        row["fit_seconds"] = seconds
         results[name] = row
     results["hybrid_lambda_1.0"]["content_weight"] = hybrid.weights_[0]
     results["hybrid_lambda_0.7"]["content_weight"] = hybrid.weights_[0]

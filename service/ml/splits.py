@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["RELEVANT_RATING", "holdout_split", "relevant_items"]
+from service.ml.datasets import Dataset
+
+__all__ = ["HOLDOUT_FRACTION", "RELEVANT_RATING", "Holdout", "holdout_split", "relevant_items"]
 
 #: A held-out item counts as relevant when rated at least this (both supported scales top at 5).
 RELEVANT_RATING = 4.0
+#: Share of each user's interactions held out, in every evaluation and validation split.
+HOLDOUT_FRACTION = 0.2
 
 
 def holdout_split(
@@ -55,3 +61,25 @@ def relevant_items(test: pd.DataFrame, threshold: float = RELEVANT_RATING) -> di
     for user, item in zip(users, items, strict=True):
         relevant.setdefault(user, set()).add(item)
     return relevant
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """One seeded per-user holdout of a dataset: the part to fit on and what to find.
+
+    Attributes
+    ----------
+    part : Dataset
+        The dataset with only the training interactions.
+    relevant : dict of str to set of str
+        Each user's held-out items rated at least :data:`RELEVANT_RATING`.
+    """
+
+    part: Dataset
+    relevant: dict[str, set[str]]
+
+    @classmethod
+    def of(cls, dataset: Dataset, seed: int = 0, fraction: float = HOLDOUT_FRACTION) -> Holdout:
+        """Split ``dataset``: the same data and seed always give the same holdout."""
+        train, test = holdout_split(dataset.interactions, fraction, seed)
+        return cls(dataset.with_interactions(train), relevant_items(test))

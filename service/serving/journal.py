@@ -1,4 +1,4 @@
-"""The publish journal: how a set of artifacts is replaced as one.
+"""The publish journal: its format, and how readers find what an unfinished publish holds back.
 
 S3 cannot replace three objects in one call, so a publish of several models goes in three steps:
 
@@ -18,9 +18,10 @@ not by its checksum: a hybrid with fixed weights pickles the same payload whatev
 on. A model whose current object is not the journal's (restored by an operator in the MinIO
 console, retrained alone) is served as it is: the journal only holds back what it announced.
 
-A publisher checks, before each artifact and before deleting the journal, that the journal is
-still its own. When another publisher has replaced it (two trainings at once: the retrain job and
-the API), it stops and leaves the set to the later one, which took its placed artifacts over.
+The writing side (announce, place, check ownership, clear) is :mod:`service.serving.publisher`;
+this module holds the journal's format (pydantic models: one definition parses, checks and
+writes it) and :func:`survey`, the read-only look every reader takes: the registry, the reloader,
+``wisata-status`` and ``wisata-backup``.
 
 Limits: the versions replaced can be read back only from a store that keeps versions (a
 versioned bucket, or the local folder's history); on an unversioned bucket a reader serves the
@@ -35,11 +36,14 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Final, Literal
 
-from service.errors import JournalError, PublishSuperseded
+from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as model
+
+from service.errors import JournalError
 from service.ml.recommenders import MODEL_NAMES
 from storage import ArtifactStore, NotFound, ObjectInfo
 
@@ -47,14 +51,11 @@ __all__ = [
     "JOURNAL_KEY",
     "SET_METADATA",
     "Journal",
-    "JournalError",
     "Planned",
-    "PublishSuperseded",
     "Replaced",
     "Survey",
-    "announce",
+    "UnfinishedPublish",
     "artifact_key",
-    "check_owner",
     "survey",
 ]
 
@@ -66,36 +67,43 @@ JOURNAL_KEY: Final = "publishing.json"
 SET_METADATA: Final = "publish-set"
 """User metadata naming the publish (journal set id) an artifact was published in."""
 
-FORMAT: Final = 1
+Text = Annotated[str, StringConstraints(min_length=1)]
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
+def artifact_key(name: str) -> str:
+    """The store key of a model's artifact (relative to the store's prefix)."""
+    return f"{name}.pkl"
+
+
+@model(config=_STRICT)
 class Replaced:
     """The stored version a publish replaces: what readers serve until the publish completes."""
 
-    version_id: str | None
+    version_id: Text | None
     """None when the store keeps no versions: the old version cannot be read back."""
-    etag: str
-    sha256: str | None
+    etag: Text
+    sha256: Text | None = None
 
 
-@dataclass(frozen=True)
+@model(config=_STRICT)
 class Planned:
     """One model of a publish: the version it replaces (None: none) and its new checksum."""
 
     previous: Replaced | None
-    sha256: str
+    sha256: Text
 
 
-@dataclass(frozen=True)
+@model(config=ConfigDict(extra="forbid", frozen=True))
 class Journal:
-    """A publish of several models under way, or interrupted."""
+    """A publish of several models under way, or interrupted (``publishing.json``)."""
 
-    set_id: str
+    set_id: Text
     started_at: datetime
-    models: Mapping[str, Planned]
-    earlier: tuple[str, ...] = ()
+    models: dict[str, Planned]
+    earlier: tuple[Text, ...] = ()
     """Set ids of unfinished publishes this one took over: their artifacts stay held back too."""
+    format: Literal[1] = 1
 
     @classmethod
     def start(cls, models: Mapping[str, Planned], earlier: tuple[str, ...] = ()) -> Journal:
@@ -125,25 +133,7 @@ class Journal:
 
     def to_bytes(self) -> bytes:
         """The journal as the UTF-8 JSON stored at :data:`JOURNAL_KEY`."""
-        document = {
-            "format": FORMAT,
-            "set_id": self.set_id,
-            "started_at": self.started_at.isoformat(),
-            "earlier": list(self.earlier),
-            "models": {
-                name: {
-                    "sha256": planned.sha256,
-                    "previous": None
-                    if planned.previous is None
-                    else {
-                        "version_id": planned.previous.version_id,
-                        "etag": planned.previous.etag,
-                        "sha256": planned.previous.sha256,
-                    },
-                }
-                for name, planned in self.models.items()
-            },
-        }
+        document = _JOURNAL.dump_python(self, mode="json")
         return json.dumps(document, indent=2, sort_keys=True).encode()
 
     @classmethod
@@ -156,56 +146,36 @@ class Journal:
             If the bytes are not a journal this version writes; the message says what is wrong.
         """
         try:
-            document = json.loads(data)
-            if document.get("format") != FORMAT:
-                raise JournalError(f"format {document.get('format')!r}, expected {FORMAT}")
-            models = {
-                str(name): Planned(_replaced(entry["previous"]), _text(entry["sha256"]))
-                for name, entry in document["models"].items()
-            }
-            started = datetime.fromisoformat(document["started_at"])
-            earlier = tuple(_text(set_id) for set_id in document.get("earlier", []))
-            return cls(_text(document["set_id"]), started, models, earlier)
-        except JournalError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise JournalError(f"{JOURNAL_KEY} is not a publish journal: {e!r}") from None
+            return _JOURNAL.validate_json(data)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or 'the document'}: {error['msg']}"
+                for error in e.errors(include_url=False)
+            )
+            raise JournalError(f"{JOURNAL_KEY} is not a publish journal: {problems}") from None
 
-    def describe(self, held: Mapping[str, Planned]) -> dict[str, Any]:
-        """JSON-ready summary for the status: which publish, when, and what is held back."""
-        return {
-            "set_id": self.set_id,
-            "started_at": self.started_at.isoformat(),
-            "models": sorted(self.models),
-            "held_back": sorted(held),
-        }
+    def describe(self, held: Mapping[str, Planned]) -> UnfinishedPublish:
+        """The status of this publish: which one, when, and what it holds back."""
+        return UnfinishedPublish(
+            set_id=self.set_id,
+            started_at=self.started_at,
+            models=sorted(self.models),
+            held_back=sorted(held),
+        )
 
 
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"expected a non-empty string, got {value!r}")
-    return value
+_JOURNAL: Final = TypeAdapter(Journal)
 
 
-def _optional_text(value: object) -> str | None:
-    return None if value is None else _text(value)
+class UnfinishedPublish(BaseModel):
+    """A publish whose artifacts are held back, as the status reports it."""
 
+    model_config = ConfigDict(frozen=True)
 
-def _replaced(entry: object) -> Replaced | None:
-    if entry is None:
-        return None
-    if not isinstance(entry, dict):
-        raise TypeError(f"expected an object or null, got {entry!r}")
-    return Replaced(
-        _optional_text(entry.get("version_id")),
-        _text(entry["etag"]),
-        _optional_text(entry.get("sha256")),
-    )
-
-
-def artifact_key(name: str) -> str:
-    """The store key of a model's artifact (relative to the store's prefix)."""
-    return f"{name}.pkl"
+    set_id: str
+    started_at: datetime
+    models: list[str]
+    held_back: list[str]
 
 
 @dataclass(frozen=True)
@@ -213,11 +183,11 @@ class Survey:
     """What the store holds: each model's current object, the journal, what it holds back."""
 
     current: Mapping[str, ObjectInfo | None]
-    journal: Journal | None
-    held: Mapping[str, Planned]
+    journal: Journal | None = None
+    held: Mapping[str, Planned] = field(default_factory=dict)
 
-    def unfinished(self) -> dict[str, Any] | None:
-        """The status of the unfinished publish holding artifacts back; None when none does."""
+    def unfinished(self) -> UnfinishedPublish | None:
+        """The unfinished publish holding artifacts back; None when none does."""
         if self.journal is None or not self.held:
             return None
         return self.journal.describe(self.held)
@@ -243,6 +213,31 @@ class Survey:
             earlier = (*self.journal.earlier, self.journal.set_id)
         return Journal.start(planned, earlier)
 
+    def served_version(self, name: str) -> str | None:
+        """The version id readers serve for ``name``: the one before a publish holding it back."""
+        planned = self.held.get(name)
+        if planned is not None and planned.previous is not None:
+            return planned.previous.version_id
+        return None
+
+
+async def read_journal(store: ArtifactStore) -> Journal | None:
+    """The stored journal; None when there is none or it is unreadable (which is logged).
+
+    Raises
+    ------
+    storage.StorageError
+        If the store cannot be read.
+    """
+    try:
+        data, _ = await store.get(JOURNAL_KEY)
+        return Journal.from_bytes(data)
+    except NotFound:
+        return None
+    except JournalError as e:
+        logger.error("ignoring the publish journal: %s", e)
+        return None
+
 
 async def survey(store: ArtifactStore) -> Survey:
     """Read each model's current object and the journal; an unreadable journal is ignored.
@@ -258,14 +253,9 @@ async def survey(store: ArtifactStore) -> Survey:
             current[name] = await store.head(artifact_key(name))
         except NotFound:
             current[name] = None
-    try:
-        data, _ = await store.get(JOURNAL_KEY)
-        journal = Journal.from_bytes(data)
-    except NotFound:
-        return Survey(current, None, {})
-    except JournalError as e:
-        logger.error("ignoring the publish journal: %s", e)
-        return Survey(current, None, {})
+    journal = await read_journal(store)
+    if journal is None:
+        return Survey(current)
     held = journal.held_back(
         {name: info.metadata.get(SET_METADATA) if info else None for name, info in current.items()}
     )
@@ -277,38 +267,3 @@ async def survey(store: ArtifactStore) -> Survey:
             ", ".join(held),
         )
     return Survey(current, journal, held)
-
-
-async def announce(store: ArtifactStore, checksums: Mapping[str, str]) -> Journal:
-    """Write the journal of a publish of the models in ``checksums`` (step 1 of a publish).
-
-    Raises
-    ------
-    storage.StorageError
-        If the store cannot be read or written; nothing was changed then.
-    """
-    journal = (await survey(store)).plan(checksums)
-    await store.put(JOURNAL_KEY, journal.to_bytes(), {"content": "publish-journal"})
-    logger.info("publish %s of %s announced", journal.set_id, ", ".join(checksums))
-    return journal
-
-
-async def check_owner(store: ArtifactStore, journal: Journal) -> None:
-    """Make sure the stored journal is still ``journal`` (steps 2 and 3 of a publish).
-
-    Raises
-    ------
-    PublishSuperseded
-        If another publish's journal replaced it, or another publisher finished and removed it.
-    storage.StorageError
-        If the store cannot be read.
-    """
-    try:
-        data, _ = await store.get(JOURNAL_KEY)
-        found: str | None = Journal.from_bytes(data).set_id
-    except NotFound:
-        found = None
-    except JournalError:
-        found = "(unreadable journal)"
-    if found != journal.set_id:
-        raise PublishSuperseded(journal.set_id, found)

@@ -1,8 +1,9 @@
-"""Training: fit and serialise in a worker process, then publish and swap on the event loop.
+"""Training jobs: one at a time, fitted in a worker process, then published and swapped.
 
-:func:`build_artifacts` is the one training code path: the service runs it in a process pool and
-the ``wisata-retrain`` job calls it directly. It returns artifact bytes, so all that crosses the
-process boundary back is bytes and timings.
+A job hands a worker of the process pool where the dataset is (and, for a hybrid built alone,
+the stored bytes of the sub-models it is built from); the worker runs
+:func:`service.serving.building.train` and returns artifact bytes. Back on the event loop the
+registry verifies, publishes and serves them.
 """
 
 from __future__ import annotations
@@ -13,31 +14,27 @@ import enum
 import logging
 import multiprocessing
 import os
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from service import artifacts
-from service.artifacts import DatasetSummary
-from service.errors import TrainingInProgress, UnknownJob, UnknownModel
-from service.ml.datasets import Dataset, load_dataset
-from service.ml.recommenders import (
-    MODEL_NAMES,
-    Collaborative,
-    ContentBased,
-    Hybrid,
-    Recommender,
-)
+from pydantic import BaseModel, ConfigDict
+
+from service.errors import TrainingInProgress, UnknownJob
+from service.ml.model_set import HybridWeight, ordered_models
+from service.ml.recommenders import Hybrid
+from service.serving.building import BuildResult, build_artifacts, train
+from service.serving.events import Events, JobFinished, JobStarted
 from service.serving.registry import Registry
 
 __all__ = [
+    "MAX_JOBS_KEPT",
     "BuildResult",
     "Job",
+    "JobReport",
     "JobState",
     "Trainer",
     "TrainingInProgress",
@@ -63,6 +60,22 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
 
 
+class JobReport(BaseModel):
+    """A training job as the API and the dashboard show it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    models: list[str]
+    status: JobState
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    seconds: dict[str, float]
+    error: str | None
+    persisted: dict[str, str]
+
+
 @dataclass
 class Job:
     """One training request and what became of it."""
@@ -81,137 +94,22 @@ class Job:
     def active(self) -> bool:
         return self.state in (JobState.QUEUED, JobState.RUNNING)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The job as JSON-ready data."""
-
-        def iso(moment: datetime | None) -> str | None:
-            return moment.isoformat() if moment else None
-
-        return {
-            "job_id": self.id,
-            "models": list(self.models),
-            "status": self.state.value,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "seconds": dict(self.seconds),
-            "error": self.error,
-            "persisted": {
+    def report(self) -> JobReport:
+        """The job as the API shows it."""
+        return JobReport(
+            job_id=self.id,
+            models=list(self.models),
+            status=self.state,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            seconds=dict(self.seconds),
+            error=self.error,
+            persisted={
                 name: "yes" if error is None else f"no: {error}"
                 for name, error in self.persisted.items()
             },
-        }
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    """Artifact bytes by model name, and the fit seconds of each."""
-
-    artifacts: dict[str, bytes]
-    seconds: dict[str, float]
-    dataset: DatasetSummary
-
-
-def ordered_models(models: Sequence[str]) -> tuple[str, ...]:
-    """Validate model names and put them in training order (the hybrid last)."""
-    for name in models:
-        if name not in MODEL_NAMES:
-            raise UnknownModel(name, MODEL_NAMES)
-    return tuple(name for name in MODEL_NAMES if name in models)
-
-
-def summarize(dataset: Dataset) -> DatasetSummary:
-    """The dataset facts an artifact records."""
-    return DatasetSummary(
-        fingerprint=dataset.fingerprint(),
-        items=dataset.n_items,
-        users=dataset.n_users,
-        interactions=dataset.n_interactions,
-    )
-
-
-def build_artifacts(
-    data: str | Path | Dataset,
-    models: Sequence[str] = MODEL_NAMES,
-    *,
-    key: bytes | None = None,
-    hybrid_weight: float | str = "auto",
-    sub_models: Mapping[str, tuple[Recommender, str]] | None = None,
-    metrics: Mapping[str, Mapping[str, float]] | None = None,
-) -> BuildResult:
-    """Fit ``models`` on the dataset and return their artifacts.
-
-    Parameters
-    ----------
-    data : path or Dataset
-        The dataset directory (read here, in the worker) or an already loaded dataset.
-    models : sequence of str
-        Which models to build; the hybrid is built last, from the content and collaborative
-        models fitted in the same call or else from ``sub_models``.
-    key : bytes or None
-        HMAC key to sign the artifacts with.
-    hybrid_weight : float or "auto"
-        The hybrid's content weight.
-    sub_models : mapping, optional
-        Fitted sub-models and their artifact checksums, for building the hybrid alone.
-    metrics : mapping, optional
-        Evaluation metrics to record in each model's artifact.
-    """
-    order = ordered_models(models)
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
-    summary = summarize(dataset)
-    available: dict[str, tuple[Recommender, str]] = dict(sub_models or {})
-    built: dict[str, bytes] = {}
-    seconds: dict[str, float] = {}
-    for name in order:
-        start = time.perf_counter()
-        parents: dict[str, str] = {}
-        model: Recommender
-        if name == Hybrid.name:
-            content, collaborative = _parents(available)
-            parents = {ContentBased.name: content[1], Collaborative.name: collaborative[1]}
-            model = Hybrid(
-                content=content[0],
-                collaborative=collaborative[0],
-                content_weight=hybrid_weight,  # type: ignore[arg-type]
-            ).fit(dataset)
-        else:
-            model = (ContentBased() if name == ContentBased.name else Collaborative()).fit(dataset)
-        seconds[name] = time.perf_counter() - start
-        data_bytes = artifacts.dump(
-            model,
-            model_name=name,
-            dataset=summary,
-            training_seconds=seconds[name],
-            metrics=(metrics or {}).get(name),
-            parents=parents,
-            params=_params(model),
-            key=key,
         )
-        built[name] = data_bytes
-        available[name] = (model, artifacts.read_header(data_bytes).payload_sha256)
-    return BuildResult(artifacts=built, seconds=seconds, dataset=summary)
-
-
-def _parents(
-    available: Mapping[str, tuple[Recommender, str]],
-) -> tuple[tuple[Recommender, str], tuple[Recommender, str]]:
-    missing = [n for n in (ContentBased.name, Collaborative.name) if n not in available]
-    if missing:
-        raise RuntimeError(
-            f"cannot build the hybrid: {' and '.join(missing)} not trained; train all three"
-        )
-    return available[ContentBased.name], available[Collaborative.name]
-
-
-def _params(model: Recommender) -> dict[str, str]:
-    params = model.get_params(deep=False)
-    text = {
-        name: str(value) for name, value in params.items() if not isinstance(value, Recommender)
-    }
-    if isinstance(model, Hybrid):
-        text["weights"] = ",".join(f"{w:g}" for w in model.weights_)
-    return text
 
 
 def _lower_priority() -> None:
@@ -250,25 +148,46 @@ def stop_executor(executor: ProcessPoolExecutor, grace: float = 5.0) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join()
+    # The pool's manager thread closes its wake-up pipe once it sees the workers gone; waiting
+    # for it here keeps the interpreter's exit hook from writing to that pipe as it closes.
+    executor.shutdown(wait=True)
 
 
 class Trainer:
-    """Runs one training job at a time in ``executor`` and hands the results to the registry."""
+    """Runs one training job at a time in ``executor`` and hands the results to the registry.
+
+    Parameters
+    ----------
+    registry : Registry
+        Publishes and serves what a job built.
+    executor : Executor
+        Where the fits run (a process pool: see :func:`make_executor`).
+    data_dir : path or str
+        Where the dataset is, read by the worker.
+    key : bytes, optional
+        HMAC key the artifacts are signed with.
+    hybrid_weight : float or "auto"
+        The hybrid's content weight.
+    events : Events, optional
+        Where jobs starting and ending are reported (default: the registry's).
+    """
 
     def __init__(
         self,
         registry: Registry,
         executor: Executor,
         *,
-        data_dir: Path,
+        data_dir: Path | str,
         key: bytes | None = None,
-        hybrid_weight: float | str = "auto",
+        hybrid_weight: HybridWeight = "auto",
+        events: Events | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
         self.data_dir = data_dir
         self.key = key
         self.hybrid_weight = hybrid_weight
+        self.events = events if events is not None else registry.events
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -309,16 +228,19 @@ class Trainer:
     async def _run(self, job: Job) -> None:
         job.state, job.started_at = JobState.RUNNING, datetime.now(UTC)
         logger.info("training job %s started: %s", job.id, ", ".join(job.models))
+        self.events.emit(JobStarted(job.id))
         try:
-            sub_models = self.registry.sub_models() if job.models == (Hybrid.name,) else None
+            sub_artifacts: Mapping[str, bytes] | None = None
+            if job.models == (Hybrid.name,):
+                sub_artifacts = await self.registry.sub_model_artifacts()
             result = await asyncio.get_running_loop().run_in_executor(
                 self.executor,
-                _build_in_worker,
+                _train_in_worker,
                 str(self.data_dir),
                 job.models,
                 self.key,
                 self.hybrid_weight,
-                sub_models,
+                sub_artifacts,
             )
             job.seconds = {name: round(s, 3) for name, s in result.seconds.items()}
             job.persisted = await self.registry.install(result.artifacts)
@@ -332,6 +254,7 @@ class Trainer:
         finally:
             job.finished_at = datetime.now(UTC)
             logger.info("training job %s %s", job.id, job.state.value)
+            self.events.emit(JobFinished(job.id, job.state.value, dict(job.seconds)))
 
     async def close(self) -> None:
         """Cancel a running job at shutdown and wait for it to end."""
@@ -342,14 +265,14 @@ class Trainer:
                     await task
 
 
-def _build_in_worker(
+def _train_in_worker(
     data_dir: str,
     models: tuple[str, ...],
     key: bytes | None,
-    hybrid_weight: float | str,
-    sub_models: Mapping[str, tuple[Recommender, str]] | None,
+    hybrid_weight: HybridWeight,
+    sub_artifacts: Mapping[str, bytes] | None,
 ) -> BuildResult:
     # Module-level so the process pool can pickle a reference to it.
-    return build_artifacts(
-        data_dir, models, key=key, hybrid_weight=hybrid_weight, sub_models=sub_models
+    return train(
+        data_dir, models, key=key, hybrid_weight=hybrid_weight, sub_artifacts=sub_artifacts
     )

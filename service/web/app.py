@@ -39,7 +39,7 @@ from service.web.middlewares import (
 )
 from service.web.openapi import build_document
 from service.web.routes import add_routes, admin_route_names, public_routes
-from service.web.telemetry import Metrics, load_and_record, refresh_and_record
+from service.web.telemetry import Metrics
 from storage import StorageError, open_store
 
 __all__ = ["BACKOFF_MAX", "BACKOFF_START", "CLIENT_MAX_SIZE", "create_app"]
@@ -112,6 +112,7 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
 async def _registry(app: web.Application) -> AsyncIterator[None]:
     config, state = app[CONFIG], app[STORAGE]
     registry = Registry(app[STORE], key=config.artifact_key)
+    registry.events.subscribe(app[METRICS].observe)
     app[REGISTRY] = registry
     app[METRICS].watch(registry, lambda: state.connected and registry.storage_available)
     if not config.data_dir.is_dir():
@@ -135,7 +136,7 @@ async def _connect(app: web.Application) -> bool:
     try:
         await store.ensure_ready()
         removed = await store.cleanup_temp()
-        await load_and_record(registry, app[METRICS], registry.load_all())
+        await registry.load_all()
     except StorageError as e:
         state.connected, state.error = False, str(e)
         return False
@@ -176,7 +177,6 @@ async def _trainer(app: web.Application) -> AsyncIterator[None]:
         hybrid_weight=config.hybrid_weight,
     )
     app[TRAINER] = trainer
-    app[METRICS].watch_trainer(trainer)
     try:
         yield
     finally:
@@ -196,13 +196,13 @@ async def _reloader(app: web.Application) -> AsyncIterator[None]:
 
 async def _reload_forever(app: web.Application, interval: float) -> None:
     """Every ``interval`` seconds, load the artifacts whose stored version changed."""
-    registry, metrics, state = app[REGISTRY], app[METRICS], app[STORAGE]
+    registry, state = app[REGISTRY], app[STORAGE]
     while True:
         await asyncio.sleep(interval)
         if not state.connected:  # the startup retry loop owns the store until it succeeds
             continue
         try:
-            reloaded = await refresh_and_record(registry, metrics)
+            reloaded = await registry.refresh()
         except StorageError as e:
             logger.warning("checking for new model versions failed: %s; retrying in %g s", e,
                            interval)  # fmt: skip

@@ -1,16 +1,16 @@
 """Prometheus metrics of the service: requests, model versions and ages, loads, reloads, training.
 
 Each application owns one :class:`Metrics` with its own ``CollectorRegistry``, so two apps in
-one process (tests, benchmarks) never share counters. Model and storage gauges are read from the
-registry at scrape time; training counters are settled at scrape time from the jobs submitted.
+one process (tests, benchmarks) never share counters. Loads, reloads, jobs and publishes are
+counted from the serving layer's events (:mod:`service.serving.events`), which :meth:`Metrics.
+observe` subscribes to; model and storage gauges are read from the registry at scrape time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,12 +18,19 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from service.ml.recommenders import MODEL_NAMES
-from service.serving.registry import ModelState, ModelStatus, Registry
-from service.serving.trainer import Trainer
+from service.serving.events import (
+    Event,
+    JobFinished,
+    JobStarted,
+    LoadFailed,
+    ModelLoaded,
+    ModelReloaded,
+    Published,
+    ReloadChecked,
+)
+from service.serving.registry import Registry
 
-__all__ = ["CONTENT_TYPE", "Metrics", "load_and_record", "refresh_and_record"]
-
-_T = TypeVar("_T")
+__all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The ``Content-Type`` of :meth:`Metrics.exposition`."""
@@ -101,10 +108,15 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.publishes = Counter(
+            "wisata_model_publishes",
+            "Artifacts published to the store by this process, by outcome (ok or failed).",
+            ["model", "outcome"],
+            registry=r,
+        )
         self._cache_hit, self._cache_miss = self.cache.labels("hit"), self.cache.labels("miss")
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._pending_jobs: set[str] = set()
-        self._trainer: Trainer | None = None
+        self._running: set[str] = set()
         for model in MODEL_NAMES:
             self.loads.labels(model, "loaded")
             self.loads.labels(model, "failed")
@@ -113,11 +125,30 @@ class Metrics:
 
     def watch(self, registry: Registry, reachable: Callable[[], bool]) -> None:
         """Report the model gauges of ``registry`` and whether storage is ``reachable``."""
-        self.registry.register(_ServingCollector(registry, reachable, lambda: self._trainer))
+        self.registry.register(_ServingCollector(registry, reachable, lambda: bool(self._running)))
 
-    def watch_trainer(self, trainer: Trainer) -> None:
-        """Settle the jobs of ``trainer`` at every scrape."""
-        self._trainer = trainer
+    def observe(self, event: Event) -> None:
+        """Count one event of the serving layer (subscribe this to the registry's events)."""
+        if isinstance(event, ModelLoaded):
+            self.loads.labels(event.model, "loaded").inc()
+            self.load_seconds.labels(event.model).observe(event.seconds)
+        elif isinstance(event, LoadFailed):
+            self.loads.labels(event.model, "failed").inc()
+        elif isinstance(event, ModelReloaded):
+            self.reloads.labels(event.model).inc()
+        elif isinstance(event, ReloadChecked):
+            self.reload_checks.labels("ok" if event.ok else "error").inc()
+            self.reload_check_seconds.observe(event.seconds)
+        elif isinstance(event, JobStarted):
+            self._running.add(event.job_id)
+        elif isinstance(event, JobFinished):
+            self._running.discard(event.job_id)
+            self.training_jobs.labels(event.state).inc()
+            for name, seconds in event.seconds.items():
+                self.training_seconds.labels(name).observe(seconds)
+        elif isinstance(event, Published):
+            for name in event.models:
+                self.publishes.labels(name, "ok" if event.error is None else "failed").inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""
@@ -136,84 +167,9 @@ class Metrics:
         """Count one lookup of the response cache."""
         (self._cache_hit if hit else self._cache_miss).inc()
 
-    def observe_loads(
-        self, before: Mapping[str, ModelStatus], after: Mapping[str, ModelStatus]
-    ) -> None:
-        """Count the loads that happened between two registry snapshots."""
-        for name, new in after.items():
-            old = before.get(name)
-            changed = old is None or (new.checksum, _etag(new)) != (old.checksum, _etag(old))
-            if new.checksum is not None and changed and new.load_seconds is not None:
-                self.loads.labels(name, "loaded").inc()
-                self.load_seconds.labels(name).observe(new.load_seconds)
-            elif _failed_since(old, new):
-                self.loads.labels(name, "failed").inc()
-
-    def observe_reload_check(self, reloaded: Iterable[str] | None, seconds: float) -> None:
-        """Count one check for new versions; ``reloaded`` is None when it failed."""
-        self.reload_checks.labels("error" if reloaded is None else "ok").inc()
-        self.reload_check_seconds.observe(seconds)
-        for name in reloaded or ():
-            self.reloads.labels(name).inc()
-
-    def track_job(self, job_id: str) -> None:
-        """Remember a submitted job, to count it once it ends."""
-        self._pending_jobs.add(job_id)
-
-    def settle_jobs(self) -> None:
-        """Count the tracked jobs that have ended since the last call."""
-        trainer = self._trainer
-        if trainer is None:
-            return
-        for job_id in list(self._pending_jobs):
-            try:
-                job = trainer.job(job_id)
-            except KeyError:  # dropped from the trainer's history: nothing left to count
-                self._pending_jobs.discard(job_id)
-                continue
-            if job.active:
-                continue
-            self._pending_jobs.discard(job_id)
-            self.training_jobs.labels(job.state.value).inc()
-            for name, seconds in job.seconds.items():
-                self.training_seconds.labels(name).observe(seconds)
-
     def exposition(self) -> bytes:
-        """The metrics in Prometheus' text format (jobs settled first)."""
-        self.settle_jobs()
+        """The metrics in Prometheus' text format."""
         return generate_latest(self.registry)
-
-
-async def load_and_record(registry: Registry, metrics: Metrics, call: Awaitable[_T]) -> _T:
-    """Await a registry call that loads models (startup, rollback) and count its loads."""
-    before = registry.status()
-    try:
-        return await call
-    finally:
-        metrics.observe_loads(before, registry.status())
-
-
-async def refresh_and_record(registry: Registry, metrics: Metrics) -> list[str]:
-    """Check the store for new artifact versions (``registry.refresh``) and count the check."""
-    before = registry.status()
-    start = time.perf_counter()
-    reloaded: list[str] | None = None
-    try:
-        reloaded = await registry.refresh()
-    finally:
-        metrics.observe_reload_check(reloaded, time.perf_counter() - start)
-        metrics.observe_loads(before, registry.status())
-    return reloaded
-
-
-def _failed_since(old: ModelStatus | None, new: ModelStatus) -> bool:
-    if new.last_error is not None and (old is None or new.last_error != old.last_error):
-        return True
-    return new.state is ModelState.FAILED and (old is None or old.state is not new.state)
-
-
-def _etag(status: ModelStatus) -> str | None:
-    return status.artifact.etag if status.artifact is not None else None
 
 
 class _ServingCollector(Collector):
@@ -223,11 +179,11 @@ class _ServingCollector(Collector):
         self,
         registry: Registry,
         reachable: Callable[[], bool],
-        trainer: Callable[[], Trainer | None],
+        training: Callable[[], bool],
     ) -> None:
         self._registry = registry
         self._reachable = reachable
-        self._trainer = trainer
+        self._training = training
 
     def collect(self) -> Iterable[Metric]:
         info = GaugeMetricFamily(
@@ -252,11 +208,10 @@ class _ServingCollector(Collector):
             "1 when the last call to the artifact store succeeded.",
             value=1.0 if self._reachable() else 0.0,
         )
-        trainer = self._trainer()
         running = GaugeMetricFamily(
             "wisata_training_in_progress",
-            "1 while a training job is queued or running.",
-            value=1.0 if trainer is not None and trainer.current is not None else 0.0,
+            "1 while a training job is running.",
+            value=1.0 if self._training() else 0.0,
         )
         return [info, age, storage, running]
 

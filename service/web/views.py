@@ -16,9 +16,10 @@ from multidict import MultiMapping
 
 from service.errors import BadParameter, UnknownModel
 from service.ml.recommenders import MODEL_NAMES, Recommender
-from service.serving.registry import object_info_dict
+from service.serving.registry import Registry
+from service.serving.status import StoredArtifact
 from service.web.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
-from service.web.telemetry import CONTENT_TYPE, load_and_record, refresh_and_record
+from service.web.telemetry import CONTENT_TYPE
 
 __all__ = ["ALGORITHMS", "MAX_RATINGS", "dumps"]
 
@@ -114,7 +115,7 @@ async def status(request: web.Request) -> web.Response:
     job = app[TRAINER].current
     return _json(
         {
-            "models": {name: s.to_dict() for name, s in registry.status().items()},
+            "models": _statuses(registry),
             "storage": {
                 "backend": where.backend,
                 "bucket": where.bucket,
@@ -124,7 +125,7 @@ async def status(request: web.Request) -> web.Response:
                 "reachable": reachable,
                 "error": error,
             },
-            "job": None if job is None else job.to_dict(),
+            "job": None if job is None else job.report().model_dump(mode="json"),
             "unfinished_publish": registry.unfinished_publish,
         }
     )
@@ -132,7 +133,6 @@ async def status(request: web.Request) -> web.Response:
 
 def _accepted(request: web.Request, models: tuple[str, ...] | list[str]) -> web.Response:
     job = request.app[TRAINER].submit(models)
-    request.app[METRICS].track_job(job.id)
     link = f"/api/ml/jobs/{job.id}"
     return _json(
         {
@@ -158,26 +158,24 @@ async def train_model(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     """A training job's state, times, seconds per model and error."""
-    return _json(request.app[TRAINER].job(request.match_info["job_id"]).to_dict())
+    return _json(
+        request.app[TRAINER].job(request.match_info["job_id"]).report().model_dump(mode="json")
+    )
 
 
 async def reload(request: web.Request) -> web.Response:
     """Check the store for new artifact versions now and load them."""
     registry = request.app[REGISTRY]
-    reloaded = await refresh_and_record(registry, request.app[METRICS])
-    return _json(
-        {
-            "reloaded": reloaded,
-            "models": {name: s.to_dict() for name, s in registry.status().items()},
-        }
-    )
+    reloaded = await registry.refresh()
+    return _json({"reloaded": reloaded, "models": _statuses(registry)})
 
 
 async def versions(request: web.Request) -> web.Response:
     """The stored versions of one model's artifact, newest first."""
     name = request.match_info["name"]
     found = await request.app[REGISTRY].versions(name)
-    return _json({"model": name, "versions": [object_info_dict(info) for info in found]})
+    versions = [StoredArtifact.of(info).model_dump(mode="json") for info in found]
+    return _json({"model": name, "versions": versions})
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -189,9 +187,7 @@ async def rollback(request: web.Request) -> web.Response:
     version_id = _text(body.get("version_id"), "version_id", limit=1024)
     registry = request.app[REGISTRY]
     before = registry.status()[name]
-    result = await load_and_record(
-        registry, request.app[METRICS], registry.rollback(name, version_id)
-    )
+    result = await registry.rollback(name, version_id)
     if result.last_error is not None and result.last_error != before.last_error:
         return _json(
             {
@@ -201,11 +197,11 @@ async def rollback(request: web.Request) -> web.Response:
                     f"could not be served ({result.last_error}); the previous model keeps "
                     "serving: roll back to another version or retrain"
                 ),
-                "model": result.to_dict(),
+                "model": result.model_dump(mode="json"),
             },
             status=422,
         )
-    return _json({"model": result.to_dict(), "version_id": version_id})
+    return _json({"model": result.model_dump(mode="json"), "version_id": version_id})
 
 
 # --- recommendations ----------------------------------------------------------------------------
@@ -281,6 +277,10 @@ async def similar_items(request: web.Request) -> web.Response:
 
     key = ("similar", name, registry.identity(name), item_id, limit)
     return _cached(request, key, answer)
+
+
+def _statuses(registry: Registry) -> dict[str, Any]:
+    return {name: status.model_dump(mode="json") for name, status in registry.status().items()}
 
 
 def _described(model: Recommender, pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from service.ml.recommenders.base import FloatArray, IntArray, Recommender, is_f
 from service.ml.recommenders.collaborative import Collaborative
 from service.ml.recommenders.content import ContentBased
 from service.ml.recommenders.mmr import mmr
-from service.ml.splits import holdout_split, relevant_items
+from service.ml.splits import Holdout
 
 __all__ = ["Hybrid"]
 
@@ -152,12 +152,13 @@ class Hybrid(Recommender):
 
     def _validate_fold(self, dataset: Dataset, seed: int, k: int = 10) -> dict[float, list[float]]:
         """Per-user NDCG@k of every grid weight on one validation split."""
-        train, test = holdout_split(dataset.interactions, 0.2, seed)
-        part = dataset.with_interactions(train)
-        content = clone(self.content or ContentBased()).fit(part)
-        collaborative = clone(self.collaborative or Collaborative()).fit(part)
+        # Imported here: the model set's factory imports this module to build the hybrid.
+        from service.ml.model_set import fit_sub_models
+
+        holdout = Holdout.of(dataset, seed)
+        content, collaborative = fit_sub_models(holdout.part, self.content, self.collaborative)
         scores: dict[float, list[float]] = {w: [] for w in AUTO_GRID}
-        relevant = relevant_items(test)
+        relevant = holdout.relevant
         users = sorted(relevant)
         if len(users) > self.auto_max_users:
             rng = np.random.default_rng(seed)

@@ -1,0 +1,121 @@
+"""The command line of ``wisata-retrain``: its flags, their checks, what a run is asked to do."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+from jobs.schedule import Schedule, check_zone, parse_cron, parse_every
+from service.ml.evaluation import K
+
+__all__ = ["DEFAULT_MIN_NDCG_RATIO", "Options", "build_parser"]
+
+DEFAULT_MIN_NDCG_RATIO = 0.95
+"""Below this share of the published model's holdout NDCG@10, a new model is not published."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one run is asked to do."""
+
+    if_new_ratings: int | None
+    min_ndcg_ratio: float
+    seed: int
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a ratio; use a number >= 0, e.g. 0.95 (0 turns the gate off)"
+        )
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0, e.g. 100")
+    return int(text)
+
+
+def _every(text: str) -> Schedule:
+    try:
+        return parse_every(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cron(text: str) -> Schedule:
+    try:
+        return parse_cron(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _zone(text: str) -> str:
+    try:
+        return check_zone(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``wisata-retrain`` (its flags and their checks)."""
+    parser = argparse.ArgumentParser(
+        prog="wisata-retrain",
+        description="Train the three models on WISATA_DATA, evaluate them on a holdout and "
+        "publish them to WISATA_STORAGE with their metrics. Settings come from the WISATA_* "
+        "variables, as for the service.",
+        epilog="Exit status: 0 published, 3 skipped (not enough new ratings), 4 refused by the "
+        "quality gate, 1 error, 2 bad usage or configuration.",
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--every",
+        type=_every,
+        metavar="INTERVAL",
+        help="stay up and run at this interval, e.g. 7d, 12h, 30m (the first run after one "
+        "interval, unless --at-start)",
+    )
+    when.add_argument(
+        "--cron",
+        type=_cron,
+        metavar="EXPRESSION",
+        help="stay up and run at the times of this cron expression, in UTC (or --timezone), "
+        "e.g. '0 3 * * 0' for Sundays at 03:00",
+    )
+    parser.add_argument(
+        "--timezone",
+        type=_zone,
+        metavar="ZONE",
+        help="with --cron: read the expression on this IANA time zone's clock, e.g. "
+        "Asia/Jakarta (default UTC)",
+    )
+    parser.add_argument(
+        "--at-start",
+        action="store_true",
+        help="with --every or --cron: also run once right away",
+    )
+    parser.add_argument(
+        "--if-new-ratings",
+        type=_count,
+        metavar="N",
+        help="train only if the dataset has at least N more interactions than the published "
+        "artifacts were trained on (always train when a model is not published)",
+    )
+    parser.add_argument(
+        "--min-ndcg-ratio",
+        type=_ratio,
+        default=DEFAULT_MIN_NDCG_RATIO,
+        metavar="R",
+        help=f"refuse to publish when a model's holdout NDCG@{K} is below R x the published "
+        f"model's (default {DEFAULT_MIN_NDCG_RATIO}; 0 turns the check off)",
+    )
+    parser.add_argument(
+        "--seed", type=_count, default=0, help="seed of the holdout split (default 0)"
+    )
+    return parser

@@ -1,0 +1,122 @@
+"""What the serving layer reports about each model: its state, its stored artifact, decoded.
+
+These are pydantic models: the web layer returns them as they are and derives its response
+schema from them, and the jobs print them, so a field is written in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service import artifacts
+from service.artifacts import ArtifactHeader, MetadataSummary
+from service.serving.journal import UnfinishedPublish
+from storage import ObjectInfo
+
+__all__ = ["ModelState", "ModelStatus", "StoredArtifact", "staleness", "summary_lines"]
+
+
+class ModelState(enum.StrEnum):
+    """What a model slot holds."""
+
+    LOADED = "loaded"
+    NOT_TRAINED = "not_trained"
+    FAILED = "failed"
+    STALE = "stale"
+    NOT_PERSISTED = "trained_not_persisted"
+
+
+class StoredArtifact(BaseModel):
+    """One stored version of an artifact: the object's facts, raw and decoded metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    version_id: str | None
+    metadata: dict[str, str] = Field(
+        description="The object's user metadata as stored (percent-encoded values)."
+    )
+    decoded: MetadataSummary = Field(
+        description="The same metadata read back: typed fields, metrics as numbers."
+    )
+
+    @classmethod
+    def of(cls, info: ObjectInfo) -> StoredArtifact:
+        """The report of a stored object's information."""
+        return cls(
+            key=info.key,
+            size=info.size,
+            etag=info.etag,
+            last_modified=info.last_modified,
+            version_id=info.version_id,
+            metadata=dict(info.metadata),
+            decoded=artifacts.from_metadata(info.metadata),
+        )
+
+
+class ModelStatus(BaseModel):
+    """Everything an operator needs to know about one served model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    state: ModelState
+    reason: str | None
+    trained_at: str | None
+    checksum: str | None
+    artifact: StoredArtifact | None
+    load_seconds: float | None
+    last_error: str | None
+    components: dict[str, str] = Field(default_factory=dict)
+    header: dict[str, Any] | None = Field(
+        default=None, description="The artifact's header, as the artifact records it."
+    )
+
+    @staticmethod
+    def header_of(header: ArtifactHeader | None) -> dict[str, Any] | None:
+        """A header as the status shows it (JSON-ready)."""
+        return None if header is None else header.to_dict()
+
+
+def summary_lines(
+    statuses: Mapping[str, ModelStatus], unfinished: UnfinishedPublish | None
+) -> list[str]:
+    """One line per model an operator can read at a glance, and one for an unfinished publish."""
+    lines = []
+    for name, status in statuses.items():
+        if status.state is ModelState.LOADED:
+            detail = f"LOADED (trained {status.trained_at}, {status.load_seconds or 0:.2f} s)"
+        elif status.state is ModelState.NOT_TRAINED:
+            detail = f"NOT TRAINED: {status.reason}"
+        else:
+            detail = f"{status.state.value.upper().replace('_', ' ')}: {status.reason}"
+        lines.append(f"{name}: {detail}")
+    if unfinished is not None:
+        lines.append(
+            f"publish {unfinished.set_id[:12]} (started {unfinished.started_at.isoformat()}) "
+            f"is unfinished: the previous versions of {', '.join(unfinished.held_back)} are "
+            "served until a publish completes"
+        )
+    return lines
+
+
+def staleness(parents: Mapping[str, str], served: Mapping[str, str]) -> str | None:
+    """Why a hybrid built with ``parents`` is stale against the ``served`` sub-model checksums.
+
+    None when every served sub-model is one it was built with (a sub-model not served at all,
+    failed say, leaves the hybrid running with its own stored one, which is not stale).
+    """
+    changed = [
+        parent for parent, checksum in parents.items() if served.get(parent, checksum) != checksum
+    ]
+    if not changed:
+        return None
+    return f"{' and '.join(changed)} retrained since it was built; retrain the hybrid"
