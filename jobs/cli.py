@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import signal
@@ -134,14 +135,10 @@ def open_config_store(
     writable : bool
         False for a read-only job: it never creates a bucket or changes its versioning.
     """
-    create = writable and config.s3_create_bucket
-    return open_store(
-        url or config.storage,
-        endpoint=config.s3_endpoint,
-        region=config.s3_region,
-        create_bucket=create,
-        versioning=create,
-    )
+    settings = config.store_settings()
+    if not writable:
+        settings = dataclasses.replace(settings, create_bucket=False, versioning=False)
+    return open_store(url or config.storage, settings)
 
 
 @contextlib.contextmanager
