@@ -31,6 +31,7 @@ from jobs.cli import (
     open_config_store,
     run_job,
     stop_on_signals,
+    storage_failure,
 )
 from jobs.schedule import Cron, Schedule, check_zone, parse_cron, parse_every, run_forever
 from service import artifacts
@@ -348,7 +349,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             try:
                 return await retrain_once(config, options, stop)
             except (JobError, StorageError) as e:
-                logger.error("retrain failed: %s", e)
+                logger.error("retrain failed: %s", storage_failure(config, e))
             except Exception:
                 logger.exception("retrain failed unexpectedly; please report this with the log")
             return ExitCode.ERROR
