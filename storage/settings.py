@@ -6,7 +6,7 @@ values come from; nothing in ``storage/`` looks them up itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 __all__ = ["DEFAULT_PART_SIZE", "MAX_SINGLE_REQUEST", "MIN_PART_SIZE", "MiB", "StoreSettings"]
@@ -65,11 +65,12 @@ class StoreSettings:
     def __post_init__(self) -> None:
         # Frozen: the normalized endpoint has to be set through object.__setattr__.
         object.__setattr__(self, "endpoint", _check_endpoint(self.endpoint))
-        for name in ("connect_timeout", "read_timeout"):
-            value = getattr(self, name)
-            if not value > 0:
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            if setting.name.endswith("_timeout") and not value > 0:
                 raise ValueError(
-                    f"{name} must be a positive number of seconds, got {value!r}; e.g. 5"
+                    f"{setting.name} must be a positive number of seconds, got {value!r}; "
+                    f"e.g. {setting.default}"
                 )
         if self.max_attempts < 1:
             raise ValueError(
