@@ -154,10 +154,12 @@ async def seed(storage: str, endpoint: str) -> None:
     from service.sample_data import SAMPLE_DATA_DIR
     from service.serving.registry import artifact_key
     from service.serving.trainer import build_artifacts
-    from storage import open_store
+    from storage import StoreSettings, open_store
 
     built = build_artifacts(SAMPLE_DATA_DIR).artifacts
-    async with open_store(storage, endpoint=endpoint, create_bucket=True, versioning=True) as store:
+    async with open_store(
+        storage, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True)
+    ) as store:
         await store.ensure_ready()
         for name, data in built.items():
             header = artifacts.read_header(data)

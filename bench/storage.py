@@ -94,7 +94,7 @@ def markdown(rows: Sequence[Row]) -> str:
 
 
 async def run(args: argparse.Namespace) -> list[Row]:
-    from storage import open_store
+    from storage import StoreSettings, open_store
 
     sizes = [int(mb * MB) for mb in args.sizes]
     rows: list[Row] = []
@@ -105,7 +105,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
     if "s3" in args.backends:
         url = f"s3://{args.bucket or 'bench-' + uuid.uuid4().hex[:12]}/bench"
         async with open_store(
-            url, endpoint=args.endpoint, create_bucket=True, versioning=args.versioning
+            url,
+            StoreSettings(endpoint=args.endpoint, create_bucket=True, versioning=args.versioning),
         ) as store:
             rows += await bench_store("s3", store, sizes, args.repeats)
     return rows

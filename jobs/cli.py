@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import signal
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from service.config import Config, ConfigError
 from storage import ArtifactStore, StorageError, StorageUnavailable, open_store
@@ -35,7 +37,7 @@ __all__ = [
     "run_job",
     "setup_logging",
     "stop_on_signals",
-    "storage_problem",
+    "storage_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,21 +137,28 @@ def open_config_store(
     writable : bool
         False for a read-only job: it never creates a bucket or changes its versioning.
     """
-    create = writable and config.s3_create_bucket
-    return open_store(
-        url or config.storage,
-        endpoint=config.s3_endpoint,
-        region=config.s3_region,
-        create_bucket=create,
-        versioning=create,
-    )
+    settings = config.store_settings()
+    if not writable:
+        settings = dataclasses.replace(settings, create_bucket=False, versioning=False)
+    return open_store(url or config.storage, settings)
 
 
-def storage_problem(problem: StorageError) -> str:
-    """A storage error as a job reports it: what the store said, and which variables to check."""
-    if isinstance(problem, StorageUnavailable):
-        return f"{problem} (WISATA_S3_ENDPOINT and WISATA_STORAGE say where the store is)"
-    return str(problem)
+def storage_failure(config: Config, e: Exception) -> str:
+    """Return the message of ``e`` for an operator, naming the variable behind the endpoint.
+
+    The storage layer says which endpoint did not answer but not where it was configured; when
+    an S3 store is unreachable, this adds the variable to check.
+
+    Parameters
+    ----------
+    config : Config
+        The job's configuration.
+    e : Exception
+        The failure to report.
+    """
+    if isinstance(e, StorageUnavailable) and urlsplit(config.storage).scheme == "s3":
+        return f"{e} (the endpoint URL is WISATA_S3_ENDPOINT)"
+    return str(e)
 
 
 @contextlib.contextmanager
@@ -205,7 +214,7 @@ def run_job(
     try:
         return asyncio.run(job(config, args))
     except StorageError as e:
-        error(f"storage: {storage_problem(e)}")
+        error(f"storage: {storage_failure(config, e)}")
     except JobError as e:
         error(str(e))
     except KeyboardInterrupt:

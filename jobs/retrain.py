@@ -30,6 +30,7 @@ from jobs.cli import (
     open_config_store,
     run_job,
     stop_on_signals,
+    storage_failure,
 )
 from jobs.retrain_options import DEFAULT_MIN_NDCG_RATIO, Options, build_parser
 from jobs.schedule import Cron, Schedule, run_forever
@@ -266,7 +267,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             try:
                 return await retrain_once(config, options, stop)
             except (JobError, StorageError) as e:
-                logger.error("retrain failed: %s", e)
+                logger.error("retrain failed: %s", storage_failure(config, e))
             except Exception:
                 logger.exception("retrain failed unexpectedly; please report this with the log")
             return ExitCode.ERROR

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.cli import ExitCode, error, open_config_store, run_job, storage_problem
+from jobs.cli import ExitCode, error, open_config_store, run_job, storage_failure
 from service.config import Config
 from service.ml.recommenders import MODEL_NAMES
 from service.serving.inspection import inspect
@@ -132,7 +132,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     try:
         report = await collect(config)
     except StorageError as e:
-        message = f"cannot read the store: {storage_problem(e)}"
+        message = f"cannot read the store: {storage_failure(config, e)}"
         if args.json:
             print(json.dumps({"ready": False, "error": message}, indent=2))
         error(message)

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from service.errors import ConfigError
 from service.sample_data import SAMPLE_DATA_DIR
-from storage import open_store
+from storage import StoreSettings, open_store
 
 __all__ = ["Config", "ConfigError"]
 
@@ -155,6 +155,21 @@ class Config:
         config.validate()
         return config
 
+    def store_settings(self) -> StoreSettings:
+        """The artifact store's settings: endpoint, region, and bucket creation and versioning.
+
+        Raises
+        ------
+        ValueError
+            If the endpoint is not valid (a validated configuration never raises).
+        """
+        return StoreSettings(
+            endpoint=self.s3_endpoint,
+            region=self.s3_region,
+            create_bucket=self.s3_create_bucket,
+            versioning=self.s3_create_bucket,
+        )
+
     @property
     def log_level_number(self) -> int:
         """The log level as the number :mod:`logging` uses."""
@@ -267,16 +282,13 @@ def _origins(raw: str | None) -> tuple[str, ...]:
 
 
 def _check_storage(url: str, endpoint: str | None) -> None:
-    if endpoint is not None:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"WISATA_S3_ENDPOINT={endpoint} is not an http(s) URL; "
-                "e.g. WISATA_S3_ENDPOINT=http://minio:9000"
-            )
+    try:
+        settings = StoreSettings(endpoint=endpoint)
+    except ValueError as e:
+        raise ConfigError(f"WISATA_S3_ENDPOINT: {e}") from e
     try:
         # Builds the store without opening it: no I/O, only the URL is checked.
-        open_store(url, endpoint=endpoint)
+        open_store(url, settings)
     except ValueError as e:
         raise ConfigError(f"WISATA_STORAGE: {e}") from e
 

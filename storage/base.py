@@ -1,39 +1,23 @@
-"""The artifact store interface and ``open_store``, the one way to get a store from a URL.
+"""The artifact store interface: :class:`ArtifactStore` and the records it returns.
 
 Everything outside ``storage/`` codes against :class:`ArtifactStore` and :class:`ObjectInfo`;
-which backend sits behind them is decided by the URL alone.
+which backend sits behind them is decided by the URL alone, in :mod:`storage.factory`. This
+module imports no backend.
 """
 
 from __future__ import annotations
 
 import abc
 import builtins
-import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
-from urllib.parse import unquote, urlsplit
-
-from storage.keys import normalize_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = [
-    "ENDPOINT_ENV",
-    "ArtifactStore",
-    "ObjectInfo",
-    "StoreDescription",
-    "open_store",
-]
-
-ENDPOINT_ENV = "WISATA_S3_ENDPOINT"
-"""Environment variable giving the S3 endpoint URL when ``open_store`` is not given one."""
-
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+__all__ = ["ArtifactStore", "ObjectInfo", "StoreDescription"]
 
 
 @dataclass(frozen=True)
@@ -127,8 +111,8 @@ class ArtifactStore(abc.ABC):
     async def ensure_ready(self) -> None:
         """Check that the store is reachable, the credentials work and the bucket exists.
 
-        Creates the bucket and turns on versioning only when the store was opened with
-        ``create_bucket`` / ``versioning``.
+        Creates the bucket and turns on versioning only when the store's
+        :class:`~storage.settings.StoreSettings` say so (``create_bucket`` / ``versioning``).
 
         Raises
         ------
@@ -241,114 +225,3 @@ class ArtifactStore(abc.ABC):
         int
             How many temporary objects were removed.
         """
-
-
-def open_store(
-    url: str,
-    *,
-    endpoint: str | None = None,
-    region: str | None = None,
-    create_bucket: bool = False,
-    versioning: bool = False,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 60.0,
-    max_attempts: int = 3,
-    keep_versions: int = 5,
-) -> ArtifactStore:
-    """Return the (not yet opened) store named by ``url``.
-
-    Parameters
-    ----------
-    url : str
-        ``s3://bucket/prefix`` for an S3 bucket, ``file:///abs/path`` or a plain path for a
-        local folder (a relative path is resolved against the current directory).
-    endpoint : str, optional
-        S3 endpoint URL, e.g. ``http://minio:9000``; defaults to ``$WISATA_S3_ENDPOINT``, then
-        to AWS. Credentials come from the standard AWS variables and chain.
-    region : str, optional
-        S3 region; defaults to the AWS chain (``AWS_DEFAULT_REGION`` ...).
-    create_bucket, versioning : bool
-        Let ``ensure_ready`` create a missing bucket / turn on bucket versioning (S3 only).
-    connect_timeout, read_timeout : float
-        Seconds to wait for a connection and for each read (S3 only).
-    max_attempts : int
-        Attempts per S3 request, the first one included (S3 only).
-    keep_versions : int
-        How many versions of each key the local folder keeps (local only).
-
-    Returns
-    -------
-    ArtifactStore
-        Use it as ``async with open_store(url) as store``.
-
-    Raises
-    ------
-    ValueError
-        If the URL or a parameter is not valid; the message says what is expected.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise ValueError(
-            f"store URL {url!r} is empty; use s3://bucket/prefix, file:///abs/path or a path"
-        )
-    parts = urlsplit(url)
-    if parts.scheme == "s3":
-        bucket, prefix = _parse_s3_url(url)
-        # Imported here so that a process using only a local folder never loads aioboto3.
-        from storage.s3 import S3Backend
-
-        return S3Backend(
-            bucket,
-            prefix,
-            endpoint=endpoint if endpoint is not None else os.environ.get(ENDPOINT_ENV) or None,
-            region=region,
-            create_bucket=create_bucket,
-            versioning=versioning,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
-        )
-    from storage.local import LocalBackend
-
-    return LocalBackend(_parse_local_url(url), keep_versions=keep_versions)
-
-
-def _parse_s3_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        raise ValueError(
-            "the s3:// store URL must not hold credentials; set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY instead"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError(f"store URL {url!r}: remove the '?' or '#' part; use s3://bucket/prefix")
-    bucket = parts.netloc
-    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
-        raise ValueError(
-            f"store URL {url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case "
-            "letters, digits, '.' or '-'); use s3://bucket/prefix"
-        )
-    try:
-        prefix = normalize_prefix(unquote(parts.path))
-    except ValueError as e:
-        raise ValueError(f"store URL {url!r}: {e}") from e
-    return bucket, prefix
-
-
-def _parse_local_url(url: str) -> Path:
-    parts = urlsplit(url)
-    if parts.scheme != "file" and "://" not in url:
-        return Path(url).expanduser().resolve()
-    if parts.scheme != "file":
-        raise ValueError(
-            f"store URL {url!r}: unsupported scheme {parts.scheme!r}; use s3://bucket/prefix, "
-            "file:///abs/path or a plain path"
-        )
-    if parts.netloc not in ("", "localhost"):
-        raise ValueError(
-            f"store URL {url!r}: a file URL needs an absolute path and no host, "
-            "e.g. file:///var/lib/wisata/models"
-        )
-    path = unquote(parts.path)
-    if not path.startswith("/"):
-        raise ValueError(f"store URL {url!r}: use an absolute path, e.g. file:///srv/models")
-    return Path(path).resolve()

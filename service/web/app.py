@@ -84,13 +84,7 @@ def create_app(config: Config) -> web.Application:
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = open_store(
-        config.storage,
-        endpoint=config.s3_endpoint,
-        region=config.s3_region,
-        create_bucket=config.s3_create_bucket,
-        versioning=config.s3_create_bucket,
-    )
+    store = open_store(config.storage, config.store_settings())
     async with store:
         app[STORE] = store
         logger.info("artifact store: %s", store.describe().location)

@@ -27,7 +27,7 @@ from service.serving.registry import Registry
 from service.serving.trainer import build_artifacts
 from service.web.app import create_app
 from service.web.dashboard import STATIC_DIR, DashboardMissing, add_dashboard_routes
-from storage import open_store
+from storage import StoreSettings, open_store
 from tests.e2e.browser import ADMIN_TOKEN, Browser, ServiceProcess
 from tests.interrupted import interrupt_publish
 
@@ -351,7 +351,7 @@ async def publish_with_metrics(
     endpoint: str, bucket: str, model: str, recorded: list[dict[str, float]]
 ) -> None:
     """Store new versions of ``model`` recording ``recorded`` metrics, as wisata-retrain does."""
-    async with open_store(f"s3://{bucket}/models", endpoint=endpoint) as store:
+    async with open_store(f"s3://{bucket}/models", StoreSettings(endpoint=endpoint)) as store:
         for metrics in recorded:
             built = await asyncio.to_thread(
                 build_artifacts, SAMPLE_DATA_DIR, [model], metrics={model: metrics}
@@ -404,7 +404,7 @@ async def publish_collaborative_alone(endpoint: str, bucket: str) -> None:
     demo = load_dataset(SAMPLE_DATA_DIR)
     newer = demo.with_interactions(demo.interactions.iloc[: int(demo.n_interactions * 0.9)])
     built = await asyncio.to_thread(build_artifacts, newer, ["collaborative"])
-    async with open_store(f"s3://{bucket}/models", endpoint=endpoint) as store:
+    async with open_store(f"s3://{bucket}/models", StoreSettings(endpoint=endpoint)) as store:
         assert (await Registry(store).install(built.artifacts)) == {"collaborative": None}
 
 
@@ -442,7 +442,7 @@ def test_a_running_job_answers_409_and_a_lone_sub_model_makes_the_hybrid_stale(
 
 async def interrupt_a_publish(endpoint: str, bucket: str, finish: bool) -> None:
     """Leave what a training killed after its content model leaves, or finish that publish."""
-    async with open_store(f"s3://{bucket}/models", endpoint=endpoint) as store:
+    async with open_store(f"s3://{bucket}/models", StoreSettings(endpoint=endpoint)) as store:
         if finish:  # the next training publishes a whole set, replacing the journal
             registry = Registry(store)
             await registry.load_all()

@@ -14,7 +14,7 @@ import hashlib
 import random
 import sys
 
-from storage import open_store
+from storage import StoreSettings, open_store
 
 
 def payload(seed: int, number: int, size: int) -> bytes:
@@ -27,7 +27,7 @@ def payload_metadata(seed: int, number: int, data: bytes) -> dict[str, str]:
 
 
 async def write_forever(url: str, endpoint: str | None, key: str, seed: int, size: int) -> None:
-    async with open_store(url, endpoint=endpoint) as store:
+    async with open_store(url, StoreSettings(endpoint=endpoint)) as store:
         print("ready", flush=True)
         if (await asyncio.to_thread(sys.stdin.readline)).strip() != "go":
             return  # the test ended (stdin closed) without starting this writer

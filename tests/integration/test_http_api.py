@@ -30,7 +30,7 @@ from service.serving.registry import artifact_key
 from service.serving.trainer import build_artifacts
 from service.web.app import CLIENT_MAX_SIZE, create_app
 from service.web.middlewares import error_middleware
-from storage import open_store
+from storage import StoreSettings, open_store
 from tests.s3server import CuttableProxy, free_port
 
 Client = TestClient[web.Request, web.Application]
@@ -72,7 +72,9 @@ def sha(data: bytes) -> str:
 
 async def seed(url: str, items: Mapping[str, bytes], endpoint: str | None = None) -> None:
     """Publish artifacts as another writer (the retrain job, another replica) would."""
-    async with open_store(url, endpoint=endpoint, create_bucket=True, versioning=True) as store:
+    async with open_store(
+        url, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True)
+    ) as store:
         await store.ensure_ready()
         for name, data in items.items():
             header = artifacts.read_header(data)
@@ -80,7 +82,9 @@ async def seed(url: str, items: Mapping[str, bytes], endpoint: str | None = None
 
 
 async def write_raw(url: str, name: str, data: bytes, endpoint: str | None = None) -> None:
-    async with open_store(url, endpoint=endpoint, create_bucket=True, versioning=True) as store:
+    async with open_store(
+        url, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True)
+    ) as store:
         await store.ensure_ready()
         await store.put(artifact_key(name), data, {"model": name})
 

@@ -40,7 +40,7 @@ from service.serving.journal import SET_METADATA
 from service.serving.registry import Registry, artifact_key
 from service.serving.trainer import BuildResult, build_artifacts
 from service.web.app import create_app
-from storage import ArtifactStore, NotFound, ObjectInfo, open_store
+from storage import ArtifactStore, NotFound, ObjectInfo, StoreSettings, open_store
 from tests.interrupted import interrupt_publish
 from tests.s3server import free_port, repo_root
 
@@ -119,7 +119,9 @@ def place(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, datasets: Datasets)
 
 @asynccontextmanager
 async def opened(url: str, endpoint: str) -> AsyncIterator[ArtifactStore]:
-    async with open_store(url, endpoint=endpoint, create_bucket=True, versioning=True) as store:
+    async with open_store(
+        url, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True)
+    ) as store:
         await store.ensure_ready()
         yield store
 
@@ -476,7 +478,7 @@ async def test_status_does_not_create_a_missing_bucket(
     assert await run(status.main) == 1
 
     assert "does not exist" in capsys.readouterr().err
-    async with open_store(place.url, endpoint=place.endpoint) as store:
+    async with open_store(place.url, StoreSettings(endpoint=place.endpoint)) as store:
         with pytest.raises(NotFound):
             await store.ensure_ready()
 

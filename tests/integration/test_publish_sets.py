@@ -22,7 +22,14 @@ from service.sample_data import SAMPLE_DATA_DIR
 from service.serving.journal import JOURNAL_KEY, SET_METADATA, Journal
 from service.serving.registry import ModelState, Registry, artifact_key
 from service.serving.trainer import BuildResult, build_artifacts
-from storage import ArtifactStore, NotFound, ObjectInfo, StorageUnavailable, open_store
+from storage import (
+    ArtifactStore,
+    NotFound,
+    ObjectInfo,
+    StorageUnavailable,
+    StoreSettings,
+    open_store,
+)
 from tests.interrupted import interrupt_publish, place
 
 KEY = b"publish-sets-test-key"
@@ -63,7 +70,9 @@ async def store(
     else:
         endpoint = request.getfixturevalue("s3_endpoint")
         url = f"s3://sets-{uuid.uuid4().hex[:12]}/models"
-        opened = open_store(url, endpoint=endpoint, create_bucket=True, versioning=True)
+        opened = open_store(
+            url, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True)
+        )
     async with opened:
         await opened.ensure_ready()
         yield opened

@@ -28,7 +28,7 @@ from service.serving.trainer import (
     TrainingInProgress,
     build_artifacts,
 )
-from storage import ArtifactStore, open_store
+from storage import ArtifactStore, StoreSettings, open_store
 from tests.s3server import CuttableProxy
 
 KEY = b"registry-test-key"
@@ -156,7 +156,7 @@ async def test_an_interrupted_publish_leaves_the_hybrid_serving_its_own_sub_mode
 async def test_a_hybrid_whose_sub_models_are_gone_is_not_served(
     tmp_path: Path, built: BuildResult, rebuilt: BuildResult
 ) -> None:
-    async with open_store(str(tmp_path / "short"), keep_versions=1) as store:
+    async with open_store(str(tmp_path / "short"), StoreSettings(keep_versions=1)) as store:
         await publish(store, built)
         await publish(store, rebuilt, "collaborative")
 
@@ -236,7 +236,8 @@ async def test_a_failed_publish_keeps_the_new_model_serving_from_memory(
     url = f"s3://registry-{uuid.uuid4().hex[:12]}/models"
     try:
         async with open_store(
-            url, endpoint=endpoint, create_bucket=True, connect_timeout=1, max_attempts=1
+            url,
+            StoreSettings(endpoint=endpoint, create_bucket=True, connect_timeout=1, max_attempts=1),
         ) as store:
             await store.ensure_ready()
             registry = Registry(store, key=KEY)

@@ -20,10 +20,12 @@ from pathlib import Path
 import aioboto3
 import pytest
 
+from service.config import Config
 from storage import (
     ArtifactStore,
     NotFound,
     StorageError,
+    StoreSettings,
     open_store,
     validate_key,
 )
@@ -69,9 +71,11 @@ async def open_stores(location: Location) -> AsyncIterator[StoreMaker]:
         async def make() -> ArtifactStore:
             store = open_store(
                 location.url,
-                endpoint=location.endpoint,
-                create_bucket=True,
-                versioning=location.kind == "s3-versioned",
+                StoreSettings(
+                    endpoint=location.endpoint,
+                    create_bucket=True,
+                    versioning=location.kind == "s3-versioned",
+                ),
             )
             await stack.enter_async_context(store)
             await store.ensure_ready()
@@ -297,7 +301,7 @@ async def test_unversioned_bucket_lists_the_current_object_as_its_only_version(
 
 
 async def test_local_folder_keeps_the_last_versions_and_frees_older_ones(tmp_path: Path) -> None:
-    async with LocalBackend(tmp_path, keep_versions=3) as store:
+    async with LocalBackend(tmp_path, StoreSettings(keep_versions=3)) as store:
         published = [await store.put(KEY, f"model {n}".encode(), {"n": str(n)}) for n in range(5)]
 
         history = await store.versions(KEY)
@@ -381,11 +385,13 @@ async def test_s3_objects_over_the_threshold_go_in_parts(s3_endpoint: str) -> No
     store = S3Backend(
         bucket,
         PREFIX,
-        endpoint=s3_endpoint,
-        create_bucket=True,
-        versioning=True,
-        multipart_threshold=5 * MiB,
-        part_size=5 * MiB,
+        StoreSettings(
+            endpoint=s3_endpoint,
+            create_bucket=True,
+            versioning=True,
+            multipart_threshold=5 * MiB,
+            part_size=5 * MiB,
+        ),
     )
     async with store:
         await store.ensure_ready()
@@ -437,7 +443,7 @@ async def test_bad_keys_are_refused_before_any_io(tmp_path: Path, aws_credential
     nowhere = f"http://127.0.0.1:{free_port()}"
     async with (
         open_store(local_root.as_uri()) as local,
-        open_store("s3://no-server/models", endpoint=nowhere) as s3,
+        open_store("s3://no-server/models", StoreSettings(endpoint=nowhere)) as s3,
     ):
         for store in (local, s3):
             for bad in ("../escape.pkl", "/abs.pkl", "a\x7fb"):
@@ -466,7 +472,7 @@ async def test_metadata_s3_could_not_store_is_refused_by_both_backends(
 
 
 async def test_using_a_store_that_is_not_open_says_so(location: Location) -> None:
-    store = open_store(location.url, endpoint=location.endpoint)
+    store = open_store(location.url, StoreSettings(endpoint=location.endpoint))
 
     with pytest.raises(StorageError, match="not open"):
         await store.get(KEY)
@@ -490,8 +496,10 @@ async def test_describe_says_where_objects_live(store: ArtifactStore, location: 
 def test_s3_url_takes_its_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WISATA_S3_ENDPOINT", "http://minio:9000")
 
-    from_env = open_store("s3://models/wisata/prod/").describe()
-    explicit = open_store("s3://models", endpoint="https://s3.example.com").describe()
+    from_env = open_store("s3://models/wisata/prod/", Config.from_env().store_settings()).describe()
+    explicit = open_store(
+        "s3://models", StoreSettings(endpoint="https://s3.example.com")
+    ).describe()
 
     assert (from_env.bucket, from_env.prefix, from_env.endpoint) == (
         "models",
@@ -544,4 +552,6 @@ def test_credentials_in_a_store_url_are_refused_without_echoing_them() -> None:
 
 def test_a_bad_endpoint_names_the_variable() -> None:
     with pytest.raises(ValueError, match="WISATA_S3_ENDPOINT"):
-        open_store("s3://models/wisata", endpoint="minio:9000")
+        Config.from_env(
+            {"WISATA_STORAGE": "s3://models/wisata", "WISATA_S3_ENDPOINT": "minio:9000"}
+        )

@@ -20,7 +20,7 @@ from service import artifacts
 from service.sample_data import SAMPLE_DATA_DIR
 from service.serving.registry import Registry, artifact_key
 from service.serving.trainer import build_artifacts
-from storage import ArtifactStore, open_store
+from storage import ArtifactStore, StoreSettings, open_store
 from tests.s3server import S3ServerProcess
 
 TOKEN: Final = "reliability-admin-token"
@@ -84,7 +84,7 @@ def checksum(data: bytes) -> str:
 
 def open_bucket(url: str, endpoint: str) -> ArtifactStore:
     """The store at ``url`` as another writer (the retrain job, a replica) opens it."""
-    return open_store(url, endpoint=endpoint, create_bucket=True, versioning=True)
+    return open_store(url, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True))
 
 
 async def publish(url: str, endpoint: str, built: Mapping[str, bytes]) -> None:
