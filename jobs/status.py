@@ -67,7 +67,7 @@ def _model(status: ModelStatus, info: ObjectInfo | None) -> dict[str, Any]:
         "trained_at": status.trained_at or (summary.trained_at if summary else None),
         "checksum": status.checksum,
         "components": status.components,
-        "metadata": dataclasses.asdict(summary) if summary is not None else None,
+        "metadata": summary.model_dump() if summary is not None else None,
     }
 
 

@@ -5,9 +5,10 @@ job needs (which model, trained when, on what, how good) are copied there when i
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import quote, unquote
+
+from pydantic import BaseModel, ConfigDict
 
 from service.artifacts.header import ArtifactHeader
 from service.artifacts.versions import LIBRARIES
@@ -22,9 +23,10 @@ _PARAM_VALUE_MAX = 64
 _N = TypeVar("_N", int, float)
 
 
-@dataclass(frozen=True)
-class MetadataSummary:
+class MetadataSummary(BaseModel):
     """The facts :func:`from_metadata` could read back; absent or unreadable ones are None/empty."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str | None = None
     format_version: int | None = None
@@ -37,10 +39,10 @@ class MetadataSummary:
     users: int | None = None
     interactions: int | None = None
     training_seconds: float | None = None
-    libraries: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    parents: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
+    libraries: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    parents: dict[str, str] = {}
+    params: dict[str, str] = {}
     omitted: int = 0
 
 
