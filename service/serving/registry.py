@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from service import artifacts
@@ -527,7 +526,7 @@ class Registry:
             load_seconds=slot.load_seconds,
             last_error=slot.last_error,
             components=slot.model.components() if slot.model is not None else {},
-            header=_header_dict(header),
+            header=header.to_dict() if header else None,
         )
 
     def _staleness(self, slot: _Slot) -> str | None:
@@ -541,13 +540,3 @@ class Registry:
         if not changed:
             return None
         return f"{' and '.join(changed)} retrained since it was built; retrain the hybrid"
-
-
-def _header_dict(header: ArtifactHeader | None) -> dict[str, Any] | None:
-    if header is None:
-        return None
-    data = header.to_dict()
-    trained = data.get("trained_at")
-    if isinstance(trained, datetime):
-        data["trained_at"] = trained.isoformat()
-    return data
