@@ -32,6 +32,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PRINTABLE = re.compile(r"[!-~]{1,128}")
 # Strict: a header is read as written, never coerced ("60" is no count); unknown fields are refused.
 _CONFIG = ConfigDict(strict=True, extra="forbid")
+# How pydantic reports an unknown field: of a dataclass (the header), and of a model.
 _UNKNOWN = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
 
 
