@@ -199,7 +199,7 @@ function decode(text) {
   }
 }
 
-/** Metadata value as written by service/artifacts.py to_metadata (percent-encoded). */
+/** Metadata value as written by service/artifacts/metadata.py to_metadata (percent-encoded). */
 function metaValue(metadata, key) {
   const raw = metadata ? metadata[key] : undefined;
   return typeof raw === "string" ? decode(raw) : null;
