@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+RUN = "import sys; from importlinter.cli import lint_imports_command as run; sys.exit(run())"
 
 
 def lint_imports(*arguments: str) -> subprocess.CompletedProcess[str]:
