@@ -299,7 +299,7 @@ def _read(data: bytes) -> _Read:
         )
     raw = data[start : start + length]
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:
         raise MalformedHeader(f"header is not valid JSON ({e}): {_DAMAGED}") from e
     if not isinstance(body, dict):
@@ -320,6 +320,11 @@ def _read(data: bytes) -> _Read:
     except ValidationError as e:
         raise MalformedHeader(f"header {problem(e)}: {_DAMAGED}") from e
     return _Read(header, facts, digest, memoryview(data)[start + length :])
+
+
+def _no_constant(name: str) -> None:
+    # Canonical JSON has no NaN or Infinity: a header holding one was not written by dump().
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _envelope_field(body: Mapping[str, Any], name: str, kind: type[_T]) -> _T:

@@ -349,6 +349,14 @@ def test_header_that_is_not_canonical_json_is_refused(header: bytes) -> None:
         artifacts.read_header(data)
 
 
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_header_number_that_json_cannot_hold_is_refused(constant: bytes) -> None:
+    header = b'{"format_version":1,"training_seconds":' + constant + b"}"
+    data = MAGIC + len(header).to_bytes(4, "big") + header + b"payload"
+    with pytest.raises(MalformedHeader, match="not valid JSON"):
+        artifacts.read_header(data)
+
+
 def test_reformatted_header_is_refused() -> None:
     body, payload = split(make())
     raw = json.dumps(body, indent=1).encode()
