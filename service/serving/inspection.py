@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.artifacts import ArtifactError, ArtifactHeader
+from service.artifacts import ArtifactError
 from service.ml.recommenders import MODEL_NAMES, Hybrid, Recommender
 from service.serving.journal import Survey, UnfinishedPublish, survey
 from service.serving.loader import ArtifactLoader
-from service.serving.status import ModelState, ModelStatus, StoredArtifact, staleness
+from service.serving.status import ModelState, ModelStatus, staleness
 from storage import ArtifactStore, NotFound, ObjectInfo
 
 __all__ = ["Inspection", "inspect"]
@@ -73,43 +73,19 @@ async def _model(
         model, header = await asyncio.to_thread(loader.verify, data, name)
     except ArtifactError as e:
         refused = f"{type(e).__name__}: {e}"
-        return _report(name, ModelState.FAILED, refused, info, None, None, last_error=refused)
+        return ModelStatus.of(name, ModelState.FAILED, refused, info=info, last_error=refused)
     state: ModelState = ModelState.LOADED
     reason: str | None = None
     if isinstance(model, Hybrid):
         problem = await loader.attach(model, header, served)
         if problem is not None:
-            return _report(name, ModelState.NOT_TRAINED, problem, info, None, None)
+            return ModelStatus.of(name, ModelState.NOT_TRAINED, problem, info=info)
         reason = staleness(header.parents, {n: c for n, (_, c) in served.items()})
         state = ModelState.STALE if reason else state
     else:
         served[name] = (model, header.payload_sha256)
-    return _report(name, state, reason, info, model, header)
+    return ModelStatus.of(name, state, reason, model=model, header=header, info=info)
 
 
 def _empty(name: str, reason: str) -> ModelStatus:
-    return _report(name, ModelState.NOT_TRAINED, reason, None, None, None)
-
-
-def _report(
-    name: str,
-    state: ModelState,
-    reason: str | None,
-    info: ObjectInfo | None,
-    model: Recommender | None,
-    header: ArtifactHeader | None,
-    *,
-    last_error: str | None = None,
-) -> ModelStatus:
-    return ModelStatus(
-        name=name,
-        state=state,
-        reason=reason,
-        trained_at=header.trained_at if header else None,
-        checksum=header.payload_sha256 if header else None,
-        artifact=StoredArtifact.of(info) if info is not None else None,
-        load_seconds=None,
-        last_error=last_error,
-        components=model.components() if model is not None else {},
-        header=ModelStatus.header_of(header),
-    )
+    return ModelStatus.of(name, ModelState.NOT_TRAINED, reason)

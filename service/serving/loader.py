@@ -59,6 +59,14 @@ class ArtifactLoader:
         """The bytes and object of a model's artifact (its current version by default)."""
         return await self.call(self.store.get(artifact_key(name), version_id))
 
+    async def stored(self, name: str, info: ObjectInfo, checksum: str) -> bytes | None:
+        """The bytes of the stored version ``info`` of ``name`` if its checksum is ``checksum``."""
+        try:
+            data, _ = await self.fetch(name, info.version_id)
+        except NotFound:
+            return None
+        return data if artifacts.read_header(data).payload_sha256 == checksum else None
+
     def verify(self, data: bytes, name: str) -> tuple[Recommender, ArtifactHeader]:
         """Check and unpickle an artifact of model ``name`` (blocking: run it in a thread)."""
         model, header = artifacts.load(data, self._key, expected_model=name, moved=MOVED_MODULES)

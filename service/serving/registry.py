@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
 from service.errors import ModelNotTrained, UnknownModel
 from service.ml.recommenders import (
@@ -38,7 +37,7 @@ from service.serving.events import Events, LoadFailed, ModelLoaded, ModelReloade
 from service.serving.journal import Survey, UnfinishedPublish, artifact_key, survey
 from service.serving.loader import ArtifactLoader
 from service.serving.publisher import Progress, Publisher
-from service.serving.status import ModelState, ModelStatus, StoredArtifact, staleness, summary_lines
+from service.serving.status import ModelState, ModelStatus, staleness, summary_lines
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
 __all__ = [
@@ -172,16 +171,11 @@ class Registry:
         found: dict[str, bytes] = {}
         for name in _SUB_MODELS:
             slot = self._slots[name]
-            if slot.header is None or slot.artifact is None:
-                continue
-            if slot.state is ModelState.NOT_PERSISTED:
-                continue  # what serves is not in the store: the hybrid cannot name it
-            try:
-                data, _ = await self._loader.fetch(name, slot.artifact.version_id)
-            except NotFound:
-                continue
-            if artifacts.read_header(data).payload_sha256 == slot.header.payload_sha256:
-                found[name] = data
+            # Not persisted: what serves is not in the store, so no hybrid could name it.
+            if slot.header and slot.artifact and slot.state is not ModelState.NOT_PERSISTED:
+                data = await self._loader.stored(name, slot.artifact, slot.header.payload_sha256)
+                if data is not None:
+                    found[name] = data
         return found
 
     # --- loading ---------------------------------------------------------------------------------
@@ -386,18 +380,15 @@ class Registry:
         if slot.model is not None and state is ModelState.LOADED and isinstance(slot.model, Hybrid):
             reason = self._staleness(slot)
             state = ModelState.STALE if reason else state
-        header = slot.header
-        return ModelStatus(
-            name=name,
-            state=state,
-            reason=reason,
-            trained_at=header.trained_at if header else None,
-            checksum=header.payload_sha256 if header else None,
-            artifact=StoredArtifact.of(slot.artifact) if slot.artifact is not None else None,
+        return ModelStatus.of(
+            name,
+            state,
+            reason,
+            model=slot.model,
+            header=slot.header,
+            info=slot.artifact,
             load_seconds=slot.load_seconds,
             last_error=slot.last_error,
-            components=slot.model.components() if slot.model is not None else {},
-            header=ModelStatus.header_of(header),
         )
 
     def _staleness(self, slot: _Slot) -> str | None:

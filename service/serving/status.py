@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service import artifacts
 from service.artifacts import ArtifactHeader, MetadataSummary
+from service.ml.recommenders import Recommender
 from service.serving.journal import UnfinishedPublish
 from storage import ObjectInfo
 
@@ -80,10 +81,32 @@ class ModelStatus(BaseModel):
         default=None, description="The artifact's header, as the artifact records it."
     )
 
-    @staticmethod
-    def header_of(header: ArtifactHeader | None) -> dict[str, Any] | None:
-        """A header as the status shows it (JSON-ready)."""
-        return None if header is None else header.to_dict()
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        state: ModelState,
+        reason: str | None,
+        *,
+        model: Recommender | None = None,
+        header: ArtifactHeader | None = None,
+        info: ObjectInfo | None = None,
+        load_seconds: float | None = None,
+        last_error: str | None = None,
+    ) -> ModelStatus:
+        """The status of a model slot: what it serves (if anything), from which artifact."""
+        return cls(
+            name=name,
+            state=state,
+            reason=reason,
+            trained_at=header.trained_at if header else None,
+            checksum=header.payload_sha256 if header else None,
+            artifact=StoredArtifact.of(info) if info is not None else None,
+            load_seconds=load_seconds,
+            last_error=last_error,
+            components=model.components() if model is not None else {},
+            header=header.to_dict() if header is not None else None,
+        )
 
 
 def summary_lines(
