@@ -123,9 +123,9 @@ async def _published(store: ArtifactStore) -> dict[str, MetadataSummary | None]:
 
 def _load(config: Config) -> Dataset:
     try:
-        return load_dataset(config.data_dir)
+        return load_dataset(config.data)
     except DatasetError as e:
-        raise JobError(f"cannot read the dataset (WISATA_DATA={config.data_dir}): {e}") from e
+        raise JobError(f"cannot read the dataset (WISATA_DATA={config.data}): {e}") from e
 
 
 async def retrain_once(config: Config, options: Options, stop: StopFlag) -> int:
@@ -155,7 +155,7 @@ async def _retrain(
     progress.step("reading the published artifacts")
     await store.ensure_ready()
     published = await _published(store)
-    progress.step(f"loading the dataset from {config.data_dir}")
+    progress.step(f"loading the dataset from {config.data}")
     dataset = await asyncio.to_thread(_load, config)
     logger.info(
         "dataset %s: %d items, %d users, %d interactions",

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from service.db import Database, is_database
 from service.errors import ConfigError
 from service.sample_data import SAMPLE_DATA_DIR
 from storage import StoreSettings, open_store
@@ -48,11 +49,11 @@ class Config(BaseSettings):
         populate_by_name=True,
     )
 
-    data_dir: Path = Field(
-        default=SAMPLE_DATA_DIR,
-        validation_alias=AliasChoices("WISATA_DATA", "data_dir"),
-        description="Dataset folder, read only to train.",
-        examples=["/data"],
+    data: str = Field(
+        default=str(SAMPLE_DATA_DIR),
+        description="The dataset: a folder, or the site's database (sqlite:///path, "
+        "postgresql://...).",
+        examples=["sqlite:///./data/wisata.db"],
     )
     storage: str = Field(
         default="./data/models",
@@ -150,6 +151,16 @@ class Config(BaseSettings):
     # --- derived ------------------------------------------------------------------------------
 
     @property
+    def data_dir(self) -> Path:
+        """``WISATA_DATA`` as a folder path (meaningful when it is not a database URL)."""
+        return Path(self.data).expanduser()
+
+    @property
+    def database(self) -> Database | None:
+        """The database ``WISATA_DATA`` names; None when it is a folder."""
+        return Database.parse(self.data) if is_database(self.data) else None
+
+    @property
     def log_level_number(self) -> int:
         """The log level as the number :mod:`logging` uses."""
         return logging.getLevelNamesMapping()[self.log_level]
@@ -207,6 +218,14 @@ class Config(BaseSettings):
             )
         return token
 
+    @field_validator("data")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if is_database(value):
+            Database.parse(value)  # its ValueError says what a URL should look like
+            return value
+        return str(Path(value).expanduser())
+
     @model_validator(mode="after")
     def _together(self) -> Self:
         try:
@@ -247,8 +266,8 @@ def _config_error(config: type[Config], error: ValidationError) -> ConfigError:
 
 
 def _variable(name: str) -> str:
-    """The environment variable of setting ``name`` (``data_dir`` keeps its short WISATA_DATA)."""
-    return f"{PREFIX}DATA" if name == "data_dir" else f"{PREFIX}{name.upper()}"
+    """The environment variable of setting ``name``."""
+    return f"{PREFIX}{name.upper()}"
 
 
 def _is_origin(origin: str) -> bool:

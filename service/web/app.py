@@ -109,7 +109,7 @@ async def _registry(app: web.Application) -> AsyncIterator[None]:
     registry.events.subscribe(app[METRICS].observe)
     app[REGISTRY] = registry
     app[METRICS].watch(registry, lambda: state.connected and registry.storage_available)
-    if not config.data_dir.is_dir():
+    if config.database is None and not config.data_dir.is_dir():
         logger.warning(
             "WISATA_DATA=%s is not a folder: the service serves its stored models, but "
             "training will fail until it points at a dataset",
@@ -166,7 +166,7 @@ async def _trainer(app: web.Application) -> AsyncIterator[None]:
     trainer = Trainer(
         app[REGISTRY],
         app[EXECUTOR],
-        data_dir=config.data_dir,
+        data_dir=config.data,
         key=config.artifact_key,
         hybrid_weight=config.hybrid_weight,
     )

@@ -1,0 +1,199 @@
+"""``wisata-db``: create the site database's schema, load a dataset folder into it, export it.
+
+The database is ``WISATA_DATA`` (``sqlite:///path`` or ``postgresql://...``), as for the service.
+
+``wisata-db init``
+    Creates the tables and indexes that are missing (the DDL is in the README); safe to run again.
+``wisata-db import DIR``
+    Loads a folder in any of the three layouts (wisata, Kaggle tourism, MovieLens) in bulk: items
+    are inserted or replaced, ratings likewise, one row per (user, item). Rows that cannot be
+    loaded are reported with their file, line and reason; the rest go in, in one transaction.
+``wisata-db export DIR``
+    Writes the database as a folder in the wisata layout (``items.csv`` and ``ratings.csv``).
+
+Exit statuses: 0 done, 1 error (database unreachable, folder unreadable), 2 bad usage or
+configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jobs.cli import ExitCode, JobError, run_job
+from service.config import Config
+from service.db import Database, is_database
+from service.db.bulk import connected, engine, read_tables, write_items, write_ratings
+from service.db.schema import create_schema
+from service.errors import DatasetError
+from service.ml.layouts import Rejected, read_folder
+
+__all__ = ["build_parser", "export_folder", "import_folder", "main"]
+
+logger = logging.getLogger(__name__)
+
+SHOWN_REJECTIONS = 20
+"""Rejected rows listed one by one; the rest are counted."""
+
+
+def database_of(config: Config) -> Database:
+    """The database ``WISATA_DATA`` names.
+
+    Raises
+    ------
+    JobError
+        If ``WISATA_DATA`` is a folder.
+    """
+    if not is_database(config.data):
+        raise JobError(
+            f"WISATA_DATA={config.data} is a folder, not a database; set it to a database URL, "
+            "e.g. sqlite:///./data/wisata.db or postgresql://wisata@localhost:5432/wisata"
+        )
+    return Database.parse(config.data)
+
+
+def init(database: Database) -> list[str]:
+    """Create the missing tables; return their names (empty when all were there)."""
+    made = engine(database)
+    try:
+        return create_schema(made)
+    finally:
+        made.dispose()
+
+
+def import_folder(database: Database, folder: Path) -> dict[str, Any]:
+    """Load ``folder`` into ``database`` in one transaction; return what was done.
+
+    Raises
+    ------
+    DatasetError
+        If the folder or a file cannot be read at all, or the database refuses the write.
+    """
+    rejected: list[Rejected] = []
+    read = read_folder(folder, problems=rejected)
+    ratings = read.interactions
+    known = ratings["item_id"].isin(read.items["id"])
+    shown = [f"{r.file} line {r.line}: {r.reason}" for r in rejected[:SHOWN_REJECTIONS]]
+    for user, item in ratings.loc[~known, ["user_id", "item_id"]].head(SHOWN_REJECTIONS).values:
+        shown.append(f"rating of user {user!r}: item {item!r} is not in the catalogue")
+    unknown = int((~known).sum())
+    ratings = ratings[known]
+    merged = ratings.groupby(["user_id", "item_id"], sort=False, as_index=False).agg(
+        rating=("rating", "mean"), timestamp=("timestamp", "max")
+    )
+    now = datetime.now(UTC)
+    merged["created_at"] = pd.to_datetime(merged["timestamp"], unit="s", utc=True).fillna(
+        pd.Timestamp(now)
+    )
+    with connected(database) as connection:
+        items_written = write_items(connection, read.items)
+        ratings_written = write_ratings(connection, merged)
+    return {
+        "database": database.describe(),
+        "folder": str(folder),
+        "layout": read.layout,
+        "items": items_written,
+        "ratings": ratings_written,
+        "merged_duplicates": len(ratings) - len(merged),
+        "rejected": len(rejected) + unknown,
+        "rejections": shown[:SHOWN_REJECTIONS],
+    }
+
+
+def export_folder(database: Database, folder: Path) -> dict[str, Any]:
+    """Write ``database`` as a wisata-layout folder; return the counts."""
+    tables = read_tables(database)
+    folder.mkdir(parents=True, exist_ok=True)
+    items = tables.items.assign(
+        categories=tables.items["categories"].map("|".join),
+        price=tables.items["price"].map(_number),
+    )
+    items.to_csv(folder / "items.csv", index=False)
+    ratings = tables.ratings.assign(
+        rating=tables.ratings["rating"].map(_number),
+        timestamp=tables.ratings["timestamp"].map(lambda t: f"{t:.6f}".rstrip("0").rstrip(".")),
+    ).sort_values(["user_id", "timestamp"], kind="stable")
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    return {"database": database.describe(), "folder": str(folder), "items": len(items),
+            "ratings": len(ratings)}  # fmt: skip
+
+
+def _number(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:g}" if float(value).is_integer() else repr(value)
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    database = database_of(config)
+    try:
+        if args.command == "init":
+            created = await asyncio.to_thread(init, database)
+            what = f"created {', '.join(created)}" if created else "every table was already there"
+            print(f"schema ready in {database.describe()}: {what}")
+        elif args.command == "import":
+            report = await asyncio.to_thread(import_folder, database, Path(args.folder))
+            print(_render_import(report))
+        else:
+            report = await asyncio.to_thread(export_folder, database, Path(args.folder))
+            print(f"exported {report['items']} items and {report['ratings']} ratings to "
+                  f"{report['folder']}")  # fmt: skip
+    except DatasetError as e:
+        raise JobError(str(e)) from e
+    return ExitCode.OK
+
+
+def _render_import(report: dict[str, Any]) -> str:
+    lines = [
+        f"imported {report['folder']} ({report['layout']} layout) into {report['database']}: "
+        f"{report['items']} items, {report['ratings']} ratings"
+    ]
+    if report["merged_duplicates"]:
+        lines.append(
+            f"merged {report['merged_duplicates']} duplicate user/item ratings into their mean"
+        )
+    if report["rejected"]:
+        lines.append(f"rejected {report['rejected']} rows:")
+        lines.extend(f"  {line}" for line in report["rejections"])
+        hidden = report["rejected"] - len(report["rejections"])
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of ``wisata-db`` (its commands and their arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="wisata-db",
+        description="Manage the site database WISATA_DATA names: create its schema, import a "
+        "dataset folder, export it as a folder.",
+        epilog="Exit status: 0 done, 1 error, 2 bad usage or configuration.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("init", help="create the tables (idempotent)")
+    load = commands.add_parser("import", help="load a dataset folder (any layout) in bulk")
+    load.add_argument("folder", metavar="DIR", help="wisata, Kaggle tourism or MovieLens folder")
+    out = commands.add_parser("export", help="write the database as a wisata-layout folder")
+    out.add_argument("folder", metavar="DIR", help="where to write items.csv and ratings.csv")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``wisata-db``; return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+    """
+    return run_job(build_parser(), list(argv) if argv is not None else None, _run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
