@@ -48,6 +48,13 @@ def _no_integer(value: object) -> object:
 _Float = Annotated[float, BeforeValidator(_no_integer)]
 
 
+def _is_utc(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).utcoffset() == timedelta(0)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class DatasetSummary:
     """What a model was trained on: a fingerprint of the canonical data and its counts."""
@@ -56,6 +63,13 @@ class DatasetSummary:
     items: int
     users: int
     interactions: int
+    # Recorded since the ratings live in a database; a header written before has neither.
+    rating_scale: tuple[_Float, _Float] | None = None
+    """The lowest and highest rating of the data: what the service accepts as feedback."""
+    latest_rating_at: str | None = None
+    """The data watermark: when the newest rating the model saw was made (ISO 8601 UTC)."""
+    rows: int | None = None
+    """The rating rows read when the watermark was taken (before duplicates were merged)."""
 
     @field_validator("fingerprint")
     @classmethod
@@ -64,11 +78,25 @@ class DatasetSummary:
             raise ValueError("dataset fingerprint is not 1-128 ASCII")
         return value
 
-    @field_validator("items", "users", "interactions")
+    @field_validator("items", "users", "interactions", "rows")
     @classmethod
-    def _count(cls, value: int) -> int:
-        if value < 0:
+    def _count(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
             raise ValueError("dataset counts must not be negative")
+        return value
+
+    @field_validator("rating_scale")
+    @classmethod
+    def _scale(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not (math.isfinite(value[0]) and value[0] <= value[1] < math.inf):
+            raise ValueError(f"rating scale {value} is not a finite range low..high")
+        return value
+
+    @field_validator("latest_rating_at")
+    @classmethod
+    def _watermark(cls, value: str | None) -> str | None:
+        if value is not None and not _is_utc(value):
+            raise ValueError(f"latest_rating_at {value!r} is not an ISO 8601 UTC time")
         return value
 
 
@@ -95,8 +123,12 @@ class ArtifactHeader:
     params: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the header as plain JSON-ready data (the dataset as a nested dict)."""
-        data: dict[str, Any] = _HEADER.dump_python(self, mode="json")
+        """Return the header as plain JSON-ready data (the dataset as a nested dict).
+
+        Facts left at their default (the dataset's scale and watermark, unknown) are left out,
+        so a header reads back, and signs, exactly as it was written before they existed.
+        """
+        data: dict[str, Any] = _HEADER.dump_python(self, mode="json", exclude_defaults=True)
         return data
 
     @field_validator("model")
@@ -109,11 +141,7 @@ class ArtifactHeader:
     @field_validator("trained_at")
     @classmethod
     def _utc(cls, value: str) -> str:
-        try:
-            utc = datetime.fromisoformat(value).utcoffset() == timedelta(0)
-        except ValueError:
-            utc = False
-        if not utc:
+        if not _is_utc(value):
             raise ValueError(f"trained_at {value!r} is not an ISO 8601 UTC time")
         return value
 

@@ -39,6 +39,9 @@ class MetadataSummary(BaseModel):
     users: int | None = None
     interactions: int | None = None
     training_seconds: float | None = None
+    rating_scale: tuple[float, float] | None = None
+    data_watermark: str | None = None
+    data_rows: int | None = None
     libraries: dict[str, str] = {}
     metrics: dict[str, float] = {}
     parents: dict[str, str] = {}
@@ -50,12 +53,13 @@ def to_metadata(header: ArtifactHeader) -> dict[str, str]:
     """Return the header's facts as flat S3 user metadata.
 
     Keys are lower-case ASCII (``model``, ``format``, ``trained-at``, ``size``, ``sha256``,
-    ``signature``, ``dataset-fingerprint``, ``items``, ``users``, ``interactions``,
-    ``training-seconds``, one per library, ``parent-<name>-sha256``, ``metric-<name>``,
-    ``param-<name>``); characters of names outside ``[a-z0-9_-]`` are written as ``.xx`` per UTF-8
-    byte. Values are printable ASCII, others percent-encoded. The total stays within
-    `METADATA_BUDGET` bytes: parents, metrics then params that do not fit are left out, long param
-    values are cut, and ``omitted`` counts what was left out.
+    ``signature``, ``dataset-fingerprint``, ``items``, ``users``, ``interactions``, ``training-
+    seconds``, ``rating-scale``, ``data-watermark``, ``data-rows``, one per library,
+    ``parent-<name>-sha256``, ``metric-<name>``, ``param-<name>``); characters of names outside
+    ``[a-z0-9_-]`` are written as ``.xx`` per UTF-8 byte. Values are printable ASCII, others
+    percent-encoded. The total stays within `METADATA_BUDGET` bytes: parents, metrics then
+    params that do not fit are left out, long param values are cut, and ``omitted`` counts what
+    was left out.
 
     Parameters
     ----------
@@ -82,6 +86,12 @@ def to_metadata(header: ArtifactHeader) -> dict[str, str]:
     }
     if header.signature is not None:
         meta["signature"] = header.signature
+    if ds.rating_scale is not None:
+        meta["rating-scale"] = f"{ds.rating_scale[0]!r}..{ds.rating_scale[1]!r}"
+    if ds.latest_rating_at is not None:
+        meta["data-watermark"] = ds.latest_rating_at
+    if ds.rows is not None:
+        meta["data-rows"] = str(ds.rows)
     meta.update({lib: header.libraries[lib] for lib in LIBRARIES if lib in header.libraries})
     meta = {k: quote(v, safe=_VALUE_SAFE) for k, v in meta.items()}
     optional = [(f"parent-{_key(n)}-sha256", s) for n, s in sorted(header.parents.items())]
@@ -137,12 +147,21 @@ def from_metadata(metadata: Mapping[str, str]) -> MetadataSummary:
         users=_number(meta.get("users"), int),
         interactions=_number(meta.get("interactions"), int),
         training_seconds=_number(meta.get("training-seconds"), float),
+        rating_scale=_scale(meta.get("rating-scale")),
+        data_watermark=meta.get("data-watermark"),
+        data_rows=_number(meta.get("data-rows"), int),
         libraries={lib: meta[lib] for lib in LIBRARIES if lib in meta},
         metrics=metrics,
         parents=parents,
         params=params,
         omitted=_number(meta.get("omitted"), int) or 0,
     )
+
+
+def _scale(text: str | None) -> tuple[float, float] | None:
+    low, _, high = (text or "").partition("..")
+    bounds = _number(low, float), _number(high, float)
+    return None if bounds[0] is None or bounds[1] is None else (bounds[0], bounds[1])
 
 
 def _key(name: str) -> str:

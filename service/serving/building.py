@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from service import artifacts
@@ -44,12 +45,21 @@ class BuildResult:
 
 def summarize(dataset: Dataset) -> DatasetSummary:
     """The dataset facts an artifact records."""
+    watermark = dataset.watermark
+    latest = watermark.latest if watermark is not None else None
     return DatasetSummary(
         fingerprint=dataset.fingerprint(),
         items=dataset.n_items,
         users=dataset.n_users,
         interactions=dataset.n_interactions,
+        rating_scale=(float(dataset.rating_range[0]), float(dataset.rating_range[1])),
+        latest_rating_at=None if latest is None else _utc_text(latest),
+        rows=None if watermark is None else watermark.rows,
     )
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def build_artifacts(
