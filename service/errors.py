@@ -16,6 +16,8 @@ __all__ = [
     "BadParameter",
     "ChecksumMismatch",
     "ConfigError",
+    "DatabaseNotReady",
+    "DatabaseUnavailable",
     "DatasetError",
     "IncompatibleVersions",
     "JournalError",
@@ -24,6 +26,7 @@ __all__ = [
     "NotAnArtifact",
     "PayloadError",
     "PublishSuperseded",
+    "RatingOutOfScale",
     "SignatureInvalid",
     "SignatureMissing",
     "TrainingInProgress",
@@ -86,18 +89,50 @@ class DatasetError(WisataError, ValueError):
     code = "dataset_invalid"
 
 
+class DatabaseUnavailable(WisataError):
+    """The site's database did not answer, or answered with an error, in time."""
+
+    status = 503
+    code = "database_unavailable"
+
+
+class DatabaseNotReady(WisataError):
+    """The site's database answers but lacks Wisata's tables."""
+
+    status = 503
+    code = "database_not_ready"
+
+
+class RatingOutOfScale(WisataError, ValueError):
+    """A rating outside the scale of the data the served models were trained on."""
+
+    status = 400
+    code = "bad_parameter"
+
+    def __init__(self, parameter: str, rating: float, scale: tuple[float, float]) -> None:
+        super().__init__(
+            f"{parameter}: rating {rating:g} is outside the scale of the data the models were "
+            f"trained on, {scale[0]:g} to {scale[1]:g}; send a rating in that range"
+        )
+        self.parameter = parameter
+
+    def details(self) -> dict[str, Any]:
+        return {"parameter": self.parameter}
+
+
 class UnknownItemError(WisataError, KeyError):
     """An item id is not in the catalogue the model was trained on."""
 
     status = 404
     code = "unknown_item"
 
-    def __init__(self, item_id: str) -> None:
+    def __init__(self, item_id: str, where: str = "the trained model's catalogue") -> None:
         super().__init__(item_id)
         self.item_id = item_id
+        self.where = where
 
     def __str__(self) -> str:
-        return f"unknown item id {self.item_id!r}: it is not in the trained model's catalogue"
+        return f"unknown item id {self.item_id!r}: it is not in {self.where}"
 
     def details(self) -> dict[str, Any]:
         return {"item_id": self.item_id}

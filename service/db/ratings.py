@@ -1,0 +1,201 @@
+"""The ratings table through an async driver: the feedback API's writes and the overlay's reads.
+
+Every call runs on the event loop without blocking it (psycopg's async mode on PostgreSQL,
+aiosqlite on SQLite) and within :data:`TIMEOUT` seconds; a database that is down, slow or
+refusing gives :class:`~service.errors.DatabaseUnavailable`, never a half-written batch: a batch
+is one transaction, committed before :meth:`RatingsStore.add` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, event, func, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from service.db.bulk import as_utc
+from service.db.location import Database
+from service.db.schema import ITEMS, METADATA, RATINGS, sqlite_pragmas
+from service.errors import DatabaseNotReady, DatabaseUnavailable, UnknownItemError
+
+__all__ = ["TIMEOUT", "NewRating", "RatingsStore", "StoredRating"]
+
+TIMEOUT: Final = 5.0
+"""Seconds one database call may take before it is given up (and answered 503)."""
+
+
+@dataclass(frozen=True)
+class NewRating:
+    """A rating to store: the time is the write's."""
+
+    user_id: str
+    item_id: str
+    rating: float
+
+
+@dataclass(frozen=True)
+class StoredRating:
+    """A rating as stored: one row per (user, item), its time the latest rating's."""
+
+    user_id: str
+    item_id: str
+    rating: float
+    created_at: datetime
+
+
+class RatingsStore:
+    """The site database's ratings, for the web process.
+
+    Parameters
+    ----------
+    database : Database
+        Where the ratings are.
+    timeout : float
+        Seconds one call may take.
+    """
+
+    def __init__(self, database: Database, timeout: float = TIMEOUT) -> None:
+        self.database = database
+        self.timeout = timeout
+        self._engine: AsyncEngine = create_async_engine(
+            database.async_url(), pool_pre_ping=True, pool_recycle=300
+        )
+        if database.kind == "sqlite":
+            event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def check(self) -> None:
+        """Make sure the database answers and holds Wisata's tables.
+
+        Raises
+        ------
+        DatabaseUnavailable
+            If it does not answer.
+        DatabaseNotReady
+            If a table is missing (``wisata-db init`` creates them).
+        """
+        async with self._connection() as connection:
+            names = set(await connection.run_sync(lambda sync: _table_names(sync)))
+        missing = [t.name for t in METADATA.sorted_tables if t.name not in names]
+        if missing:
+            raise DatabaseNotReady(
+                f"{self.database.describe()} has no table {', '.join(missing)}; create them with "
+                "wisata-db init (WISATA_DATA names this database)"
+            )
+
+    async def add(self, ratings: Sequence[NewRating]) -> int:
+        """Store a batch in one transaction: all of it, or (on any error) none of it.
+
+        A re-rating replaces the user's earlier rating of the item.
+
+        Raises
+        ------
+        UnknownItemError
+            If an item is not in ``wisata_items`` (the first one missing is named).
+        DatabaseUnavailable
+            If the database fails or does not answer in time; nothing was written.
+        """
+        now = datetime.now(UTC)
+        rows = [
+            {"user_id": r.user_id, "item_id": r.item_id, "rating": r.rating, "created_at": now}
+            for r in _last_per_pair(ratings)
+        ]
+        wanted = sorted({r.item_id for r in ratings})
+        async with self._connection(begin=True) as connection:
+            found = await connection.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(wanted)))
+            known = set(found.scalars())
+            missing = [item for item in (r.item_id for r in ratings) if item not in known]
+            if missing:
+                raise UnknownItemError(missing[0], where="the catalogue (wisata_items)")
+            await connection.execute(self._upsert(), rows)
+        return len(rows)
+
+    async def for_user(self, user_id: str) -> list[StoredRating]:
+        """Every stored rating of ``user_id``, newest first."""
+        query = (
+            select(*RATINGS.c)
+            .where(RATINGS.c.user_id == user_id)
+            .order_by(RATINGS.c.created_at.desc(), RATINGS.c.item_id)
+        )
+        async with self._connection() as connection:
+            return [_stored(row) for row in await connection.execute(query)]
+
+    async def since(self, moment: datetime | None) -> list[StoredRating]:
+        """The ratings newer than ``moment`` (all of them for None), oldest first."""
+        query = select(*RATINGS.c).order_by(RATINGS.c.created_at)
+        if moment is not None:
+            query = query.where(RATINGS.c.created_at > moment)
+        async with self._connection() as connection:
+            return [_stored(row) for row in await connection.execute(query)]
+
+    async def count_since(self, moment: datetime | None) -> int:
+        """How many ratings are newer than ``moment``."""
+        query = select(func.count()).select_from(RATINGS)
+        if moment is not None:
+            query = query.where(RATINGS.c.created_at > moment)
+        async with self._connection() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    def _upsert(self) -> postgresql.Insert | sqlite.Insert:
+        statement = (
+            postgresql.insert(RATINGS)
+            if self.database.kind == "postgresql"
+            else sqlite.insert(RATINGS)
+        )
+        changed = {"rating": statement.excluded.rating, "created_at": statement.excluded.created_at}
+        upsert: postgresql.Insert | sqlite.Insert = statement.on_conflict_do_update(
+            index_elements=["user_id", "item_id"], set_=changed
+        )
+        return upsert
+
+    @asynccontextmanager
+    async def _connection(self, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection (in a transaction when ``begin``), every failure a DatabaseUnavailable."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                if begin:
+                    async with self._engine.begin() as connection:
+                        yield connection
+                else:
+                    async with self._engine.connect() as connection:
+                        yield connection
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"{self.database.describe()} did not answer within {self.timeout:g} s; nothing "
+                "was written; retry later"
+            ) from None
+        except SQLAlchemyError as e:
+            raise DatabaseUnavailable(
+                f"{self.database.describe()} failed ({_first_line(e)}); nothing was written; "
+                "retry later"
+            ) from e
+
+
+def _last_per_pair(ratings: Sequence[NewRating]) -> list[NewRating]:
+    # A batch naming a (user, item) twice keeps its last rating, as two requests in turn would.
+    return list({(r.user_id, r.item_id): r for r in ratings}.values())
+
+
+def _stored(row: Row[Any]) -> StoredRating:
+    moment = as_utc(row.created_at)
+    assert moment is not None
+    return StoredRating(str(row.user_id), str(row.item_id), float(row.rating), moment)
+
+
+def _table_names(connection: Connection) -> list[str]:
+    return list(inspect(connection).get_table_names())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
