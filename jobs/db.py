@@ -6,8 +6,9 @@ The database is ``WISATA_DATA`` (``sqlite:///path`` or ``postgresql://...``), as
     Creates the tables and indexes that are missing (the DDL is in the README); safe to run again.
 ``wisata-db import DIR``
     Loads a folder in any of the three layouts (wisata, Kaggle tourism, MovieLens) in bulk: items
-    are inserted or replaced, ratings likewise, one row per (user, item). Rows that cannot be
-    loaded are reported with their file, line and reason; the rest go in, in one transaction.
+    are inserted or replaced, ratings likewise, one row per (user, item), each stamped with the
+    time of the import. Rows that cannot be loaded are reported with their file, line and
+    reason; the rest go in, in one transaction.
 ``wisata-db export DIR``
     Writes the database as a folder in the wisata layout (``items.csv`` and ``ratings.csv``).
 
@@ -89,10 +90,9 @@ def import_folder(database: Database, folder: Path) -> dict[str, Any]:
     merged = ratings.groupby(["user_id", "item_id"], sort=False, as_index=False).agg(
         rating=("rating", "mean"), timestamp=("timestamp", "max")
     )
-    now = datetime.now(UTC)
-    merged["created_at"] = pd.to_datetime(merged["timestamp"], unit="s", utc=True).fillna(
-        pd.Timestamp(now)
-    )
+    # The time a rating reached the database, not the dataset's own timestamp: the watermark
+    # of a model says which rows it has seen, so rows imported after it must come after it.
+    merged["created_at"] = datetime.now(UTC)
     with connected(database) as connection:
         items_written = write_items(connection, read.items)
         ratings_written = write_ratings(connection, merged)
