@@ -26,6 +26,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	bash tests/e2e/install_browser.sh
+	bash tests/install_postgres.sh
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

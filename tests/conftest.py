@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real S3 server (moto) and fake AWS credentials."""
+"""Fixtures shared by every test: a real S3 server (moto), fake AWS credentials, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.postgres import PostgresServer, postgres_binaries
 from tests.s3server import ThreadedS3Server, fake_aws_environment
 
 
@@ -30,3 +31,15 @@ def s3_endpoint(aws_credentials: dict[str, str]) -> Iterator[str]:
     """URL of a moto S3 server shared by the session (in a thread of the test process)."""
     with ThreadedS3Server() as server:
         yield server.endpoint
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server shared by the session (Debian's package, a temporary cluster)."""
+    if postgres_binaries() is None:
+        pytest.skip(
+            "PostgreSQL is not installed and tests/install_postgres.sh could not install it "
+            "(it needs apt-get and root or password-less sudo)"
+        )
+    with PostgresServer() as server:
+        yield server

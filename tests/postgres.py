@@ -1,10 +1,11 @@
 """A real PostgreSQL server for tests: Debian's postgresql package, in a temporary folder.
 
 :class:`PostgresServer` runs ``initdb`` and ``postgres`` from the installed package (``make
-test`` installs it with ``tests/install_postgres.sh``) on a free port of 127.0.0.1, with its data
-and socket in a temporary folder. PostgreSQL refuses to run as root, so when the tests run as
-root the server runs as the package's ``postgres`` user (as ``runuser -u postgres`` would). A test can stop it, or
-freeze it, and start it again on the same data and port, as an outage would.
+test`` installs it with ``tests/install_postgres.sh``) on a free port of 127.0.0.1, with its
+data and socket in a temporary folder. PostgreSQL refuses to run as root, so when the tests run
+as root the server runs as the package's ``postgres`` user (as ``runuser -u postgres`` would). A
+test can stop it, or freeze it, and start it again on the same data and port, as an outage
+would.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ class PostgresServer:
         command = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
                    "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]  # fmt: skip
         self._process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, **_server_user()  # type: ignore[call-overload]
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            **_server_user(),  # type: ignore[call-overload]
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -142,7 +146,11 @@ class PostgresServer:
 
     def _run(self, command: list[str]) -> None:
         subprocess.run(
-            command, check=True, stdout=self._log, stderr=subprocess.STDOUT, **_server_user()  # type: ignore[call-overload]
+            command,
+            check=True,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            **_server_user(),  # type: ignore[call-overload]
         )
 
 

@@ -9,16 +9,17 @@ is one transaction, committed before :meth:`RatingsStore.add` returns.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, Row, event, func, inspect, select
+from sqlalchemy import Connection, Row, Select, event, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.db.bulk import as_utc
 from service.db.location import Database
@@ -26,6 +27,9 @@ from service.db.schema import ITEMS, METADATA, RATINGS, sqlite_pragmas
 from service.errors import DatabaseNotReady, DatabaseUnavailable, UnknownItemError
 
 __all__ = ["TIMEOUT", "NewRating", "RatingsStore", "StoredRating"]
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TIMEOUT: Final = 5.0
 """Seconds one database call may take before it is given up (and answered 503)."""
@@ -69,9 +73,13 @@ class RatingsStore:
         )
         if database.kind == "sqlite":
             event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (after the calls given up on have ended)."""
+        for task in list(self._abandoned):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self._engine.dispose()
 
     async def check(self) -> None:
@@ -84,9 +92,13 @@ class RatingsStore:
         DatabaseNotReady
             If a table is missing (``wisata-db init`` creates them).
         """
-        async with self._connection() as connection:
-            names = set(await connection.run_sync(lambda sync: _table_names(sync)))
-        missing = [t.name for t in METADATA.sorted_tables if t.name not in names]
+
+        async def names() -> list[str]:
+            async with self._engine.connect() as connection:
+                return await connection.run_sync(_table_names)
+
+        present = set(await self._within(names))
+        missing = [t.name for t in METADATA.sorted_tables if t.name not in present]
         if missing:
             raise DatabaseNotReady(
                 f"{self.database.describe()} has no table {', '.join(missing)}; create them with "
@@ -103,7 +115,8 @@ class RatingsStore:
         UnknownItemError
             If an item is not in ``wisata_items`` (the first one missing is named).
         DatabaseUnavailable
-            If the database fails or does not answer in time; nothing was written.
+            If the database fails or does not answer in time. Nothing was written, or (a
+            commit under way when time ran out) the whole batch: sending it again is safe.
         """
         now = datetime.now(UTC)
         rows = [
@@ -111,14 +124,18 @@ class RatingsStore:
             for r in _last_per_pair(ratings)
         ]
         wanted = sorted({r.item_id for r in ratings})
-        async with self._connection(begin=True) as connection:
-            found = await connection.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(wanted)))
-            known = set(found.scalars())
-            missing = [item for item in (r.item_id for r in ratings) if item not in known]
-            if missing:
-                raise UnknownItemError(missing[0], where="the catalogue (wisata_items)")
-            await connection.execute(self._upsert(), rows)
-        return len(rows)
+
+        async def write() -> int:
+            async with self._engine.begin() as connection:
+                found = await connection.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(wanted)))
+                known = set(found.scalars())
+                missing = [item for item in (r.item_id for r in ratings) if item not in known]
+                if missing:
+                    raise UnknownItemError(missing[0], where="the catalogue (wisata_items)")
+                await connection.execute(self._upsert(), rows)
+            return len(rows)
+
+        return await self._within(write)
 
     async def for_user(self, user_id: str) -> list[StoredRating]:
         """Every stored rating of ``user_id``, newest first."""
@@ -127,24 +144,30 @@ class RatingsStore:
             .where(RATINGS.c.user_id == user_id)
             .order_by(RATINGS.c.created_at.desc(), RATINGS.c.item_id)
         )
-        async with self._connection() as connection:
-            return [_stored(row) for row in await connection.execute(query)]
+        return await self._within(lambda: self._rows(query))
 
     async def since(self, moment: datetime | None) -> list[StoredRating]:
         """The ratings newer than ``moment`` (all of them for None), oldest first."""
         query = select(*RATINGS.c).order_by(RATINGS.c.created_at)
         if moment is not None:
             query = query.where(RATINGS.c.created_at > moment)
-        async with self._connection() as connection:
-            return [_stored(row) for row in await connection.execute(query)]
+        return await self._within(lambda: self._rows(query))
 
     async def count_since(self, moment: datetime | None) -> int:
         """How many ratings are newer than ``moment``."""
         query = select(func.count()).select_from(RATINGS)
         if moment is not None:
             query = query.where(RATINGS.c.created_at > moment)
-        async with self._connection() as connection:
-            return int((await connection.execute(query)).scalar_one())
+
+        async def count() -> int:
+            async with self._engine.connect() as connection:
+                return int((await connection.execute(query)).scalar_one())
+
+        return await self._within(count)
+
+    async def _rows(self, query: Select[Any]) -> list[StoredRating]:
+        async with self._engine.connect() as connection:
+            return [_stored(row) for row in await connection.execute(query)]
 
     def _upsert(self) -> postgresql.Insert | sqlite.Insert:
         statement = (
@@ -158,27 +181,33 @@ class RatingsStore:
         )
         return upsert
 
-    @asynccontextmanager
-    async def _connection(self, *, begin: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A connection (in a transaction when ``begin``), every failure a DatabaseUnavailable."""
+    async def _within(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``work`` for at most :attr:`timeout` seconds; any failure a DatabaseUnavailable.
+
+        On a timeout the answer comes at once: the work is cancelled in the background, where a
+        driver may take long to cancel a query on a stuck server (its connection is dropped).
+        """
+        task = asyncio.ensure_future(work())
         try:
-            async with asyncio.timeout(self.timeout):
-                if begin:
-                    async with self._engine.begin() as connection:
-                        yield connection
-                else:
-                    async with self._engine.connect() as connection:
-                        yield connection
+            return await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(self._forget)
             raise DatabaseUnavailable(
-                f"{self.database.describe()} did not answer within {self.timeout:g} s; nothing "
-                "was written; retry later"
+                f"{self.database.describe()} did not answer within {self.timeout:g} s; retry "
+                "later (a batch is written whole or not at all)"
             ) from None
         except SQLAlchemyError as e:
             raise DatabaseUnavailable(
                 f"{self.database.describe()} failed ({_first_line(e)}); nothing was written; "
                 "retry later"
             ) from e
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("an abandoned database call ended with %r", task.exception())
 
 
 def _last_per_pair(ratings: Sequence[NewRating]) -> list[NewRating]:

@@ -89,9 +89,7 @@ class RecentRatings:
         items = self._users.get(user_id)
         if not items:
             return {}
-        return {
-            item: rating for item, (rating, at) in items.items() if after is None or at > after
-        }
+        return {item: rating for item, (rating, at) in items.items() if after is None or at > after}
 
     def stamp(self, user_id: str) -> tuple[int, datetime | None]:
         """What changes whenever the user's recent ratings do (for the response cache key)."""
