@@ -11,7 +11,6 @@ would.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import signal
@@ -35,8 +34,8 @@ START_TIMEOUT = 60.0
 
 def postgres_binaries() -> Path | None:
     """The folder of ``initdb`` and ``postgres`` from Debian's package, if installed."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
 
 
 def _server_user() -> dict[str, object]:
