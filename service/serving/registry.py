@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from service.artifacts import ArtifactError, ArtifactHeader
@@ -136,6 +137,27 @@ class Registry:
     def header(self, name: str) -> ArtifactHeader | None:
         """The artifact header of the model serving as ``name``, if any."""
         return self._slot(name).header
+
+    def watermark(self, name: str) -> datetime | None:
+        """Up to when the served ``name`` knows the ratings (None when nothing serves).
+
+        The data watermark its artifact records, or for an artifact written before watermarks
+        were recorded, the time it was trained.
+        """
+        header = self._slot(name).header
+        if header is None:
+            return None
+        return datetime.fromisoformat(header.dataset.latest_rating_at or header.trained_at)
+
+    def rating_scale(self, name: str) -> tuple[float, float] | None:
+        """The lowest and highest rating of the data the served ``name`` was trained on."""
+        slot = self._slot(name)
+        if slot.header is not None and slot.header.dataset.rating_scale is not None:
+            return slot.header.dataset.rating_scale
+        if slot.model is None:
+            return None
+        ratings = slot.model.user_items_.data  # an artifact from before scales were recorded
+        return (float(ratings.min()), float(ratings.max())) if ratings.size else None
 
     def status(self) -> dict[str, ModelStatus]:
         """Status of every model, in training order."""

@@ -83,6 +83,10 @@ class Catalogue:
         self.__dict__.update(state)
         self.__post_init__()
 
+    def contains(self, item_id: str) -> bool:
+        """Whether ``item_id`` is in the catalogue."""
+        return item_id in self._positions
+
     def position(self, item_id: str) -> int:
         """Return the row of ``item_id``; raise :class:`UnknownItemError` when absent."""
         try:
