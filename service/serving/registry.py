@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
@@ -95,9 +94,9 @@ class Registry:
     # --- reading ---------------------------------------------------------------------------------
 
     @property
-    def unfinished_publish(self) -> dict[str, Any] | None:
+    def unfinished_publish(self) -> UnfinishedPublish | None:
         """The publish whose artifacts are held back, as the status shows it; None if none."""
-        return None if self._unfinished is None else self._unfinished.model_dump(mode="json")
+        return self._unfinished
 
     @property
     def storage_available(self) -> bool:

@@ -1,0 +1,387 @@
+"""The API's contract: the pydantic types of every request and response, and the API's limits.
+
+One definition per shape. The request models parse and check what clients send (the views
+validate query strings and JSON bodies with them); the response types write what the views
+answer; :mod:`service.web.openapi` generates the document from both. Every limit, enum and
+default of the API is a constant here, referenced wherever it applies.
+
+Requests are :class:`~pydantic.BaseModel` classes. Responses are ``TypedDict`` types written
+by a :class:`~pydantic.TypeAdapter` built once: a view fills a plain dict from trusted data
+(the models, the registry) and pydantic-core writes it, without building a model instance per
+item (``python -m bench.web`` measures the difference). The serving layer's reports
+(:class:`ModelStatus`, :class:`StoredArtifact`, :class:`JobReport`, :class:`UnfinishedPublish`)
+are nested as they are.
+
+Patterns are Python regular expressions (``regex_engine="python-re"``), the dialect the JSON
+Schema validators that read the document use, so ``\\S`` means the same on both sides.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    NotRequired,
+    TypeVar,
+    get_type_hints,
+)
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    with_config,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from service.ml.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid
+from service.serving.journal import UnfinishedPublish
+from service.serving.status import ModelState, ModelStatus, StoredArtifact
+from service.serving.trainer import JobReport, JobState
+from storage import StoreDescription
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "DEFAULT_LIMIT",
+    "MAX_ID_LENGTH",
+    "MAX_LIMIT",
+    "MAX_RATING",
+    "MAX_RATINGS",
+    "MAX_VERSION_ID_LENGTH",
+    "NOT_BLANK",
+    "ErrorBody",
+    "Item",
+    "RatingsRequest",
+    "Recommendations",
+    "RecommendationsQuery",
+    "RollbackRequest",
+    "ScoredItem",
+    "SimilarItems",
+    "SimilarQuery",
+    "Status",
+    "finite",
+    "to_json",
+]
+
+T = TypeVar("T")
+
+# --- limits, enums and defaults -----------------------------------------------------------------
+
+ALGORITHMS: Final[Mapping[str, str]] = {
+    "content": ContentBased.name,
+    "collaborative": Collaborative.name,
+    "hybrid": Hybrid.name,
+}
+"""Public algorithm names -> the model that answers for each."""
+DEFAULT_ALGORITHM: Final = "hybrid"
+DEFAULT_LIMIT: Final = 10
+MAX_LIMIT: Final = 100
+MAX_RATINGS: Final = 1000
+MAX_RATING: Final = 1000.0
+MAX_ID_LENGTH: Final = 256
+MAX_VERSION_ID_LENGTH: Final = 1024
+NOT_BLANK: Final = r"\S"
+"""The pattern of a text that must not be blank (``str.strip()`` would leave something)."""
+_MAX_QUERY_DIGITS: Final = 6
+"""Longer digit strings in a query are refused unread (a number that long is above any limit)."""
+
+# The names are data (MODEL_NAMES, ALGORITHMS, the storage's backends), so their Literal types
+# are built from them at run time; a type checker sees plain strings.
+if TYPE_CHECKING:
+    Algorithm = str
+    BodyAlgorithm = str
+    ModelName = str
+    Backend = str
+else:
+    Algorithm = Literal[tuple(ALGORITHMS)]
+    BodyAlgorithm = Literal[(*ALGORITHMS, "")]
+    ModelName = Literal[MODEL_NAMES]
+    Backend = get_type_hints(StoreDescription)["backend"]
+
+
+def finite(number: float) -> float:
+    """``number`` if it is finite; a NaN or an infinity raise, as ``json.dumps`` would.
+
+    What the views write with :meth:`~pydantic.TypeAdapter.dump_json` passes its floats
+    through this first: pydantic-core would write them as ``null``, and an answer must fail
+    loudly rather than carry a score that is not one.
+    """
+    if math.isfinite(number):
+        return number
+    raise ValueError(f"Out of range float values are not JSON compliant: {number!r}")
+
+
+_dumps = functools.partial(json.dumps, allow_nan=False)
+
+
+def to_json(adapter: TypeAdapter[T], data: T) -> bytes:
+    """``data`` written as JSON by its response type; a NaN or an infinity anywhere raise.
+
+    Through JSON-ready Python and ``json.dumps(allow_nan=False)``, for the answers whose floats
+    come from reports (load times, metrics) rather than through :func:`finite`.
+    """
+    return _dumps(adapter.dump_python(data, mode="json")).encode()
+
+
+# --- request fields -----------------------------------------------------------------------------
+
+
+def _whole_number(value: object) -> int:
+    """A query value of ASCII digits (with blanks around them) as its number."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= _MAX_QUERY_DIGITS:
+            return int(text)
+    raise PydanticCustomError("whole_number", "Input should be a whole number")
+
+
+def _number(value: object) -> float:
+    """A query value as Python's ``float()`` reads it (``nan`` too, for the range to refuse)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError("number", "Input should be a number")
+
+
+def _integer_as_digits(value: object) -> object:
+    """A JSON integer item id as the string of its digits; anything else as it came."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=NOT_BLANK)]
+VersionId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_VERSION_ID_LENGTH, pattern=NOT_BLANK)
+]
+_IdNumber = Annotated[
+    int,
+    Strict(),
+    # Exactly the integers whose digits (and sign) fit in an id.
+    Field(ge=-(10 ** (MAX_ID_LENGTH - 1) - 1), le=10**MAX_ID_LENGTH - 1),
+]
+ItemId = Annotated[Id, BeforeValidator(_integer_as_digits, json_schema_input_type=Id | _IdNumber)]
+# The constraints come before the validators that read the text, so that they constrain the
+# number (and the document shows them as its bounds).
+_QueryLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_whole_number)]
+_QueryLambda = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), BeforeValidator(_number)]
+_BodyLimit = Annotated[int, Strict(), Field(ge=1, le=MAX_LIMIT)]
+_BodyLambda = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
+
+_ALGORITHM_HELP: Final = "Which model answers."
+_LIMIT_HELP: Final = "How many items to return."
+_LAMBDA_HELP: Final = (
+    "MMR trade-off of the hybrid, from 0 (diverse) to 1 (relevant); other algorithms ignore it."
+)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, regex_engine="python-re")
+
+
+# --- query strings ------------------------------------------------------------------------------
+# A query model's fields are the route's query parameters, in order. An empty value counts as
+# absent (the document says allowEmptyValue), and None stands for absent: a query string cannot
+# carry a null, so the document leaves the null out.
+
+
+class RecommendationsQuery(_Request):
+    """The query of ``GET /api/frontend/recommendations``."""
+
+    user_id: Id = Field(description="The user.")
+    algorithm: Algorithm = Field(DEFAULT_ALGORITHM, description=_ALGORITHM_HELP)
+    limit: _QueryLimit = Field(DEFAULT_LIMIT, description=_LIMIT_HELP)
+    lambda_: _QueryLambda | None = Field(None, alias="lambda", description=_LAMBDA_HELP)
+
+
+class SimilarQuery(_Request):
+    """The query of ``GET /api/items/{id}/similar``."""
+
+    algorithm: Algorithm = Field(DEFAULT_ALGORITHM, description=_ALGORITHM_HELP)
+    limit: _QueryLimit = Field(DEFAULT_LIMIT, description=_LIMIT_HELP)
+
+
+# --- bodies -------------------------------------------------------------------------------------
+
+
+class Rating(_Request):
+    """One rating of a visitor."""
+
+    item_id: ItemId = Field(description="An item id; a whole number is read as its digits.")
+    rating: Annotated[float, Strict(), Field(ge=0, le=MAX_RATING, allow_inf_nan=False)]
+
+
+class RatingsRequest(_Request):
+    """The body of ``POST /api/recommendations``: a visitor's ratings, folded in."""
+
+    ratings: list[Rating] = Field(max_length=MAX_RATINGS)
+    # null (and "" for the algorithm) mean the same as leaving the field out.
+    algorithm: BodyAlgorithm | None = Field(DEFAULT_ALGORITHM, description=_ALGORITHM_HELP)
+    limit: _BodyLimit | None = Field(DEFAULT_LIMIT, description=_LIMIT_HELP)
+    lambda_: _BodyLambda | None = Field(None, alias="lambda", description=_LAMBDA_HELP)
+
+    @property
+    def chosen_algorithm(self) -> str:
+        """The algorithm asked for, or the default."""
+        return self.algorithm or DEFAULT_ALGORITHM
+
+    @property
+    def chosen_limit(self) -> int:
+        """The number of items asked for, or the default."""
+        return DEFAULT_LIMIT if self.limit is None else self.limit
+
+
+class RollbackRequest(_Request):
+    """The body of ``POST /api/ml/models/{name}/rollback``."""
+
+    version_id: VersionId = Field(
+        description="A version id from GET /api/ml/models/{name}/versions."
+    )
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+
+@with_config(ConfigDict(extra="allow"))
+class ErrorBody(TypedDict):
+    """Every error answer; the fields after ``message`` come with the errors they concern."""
+
+    error: Annotated[str, Field(description="Machine-readable code.")]
+    message: Annotated[str, Field(description="What was wrong and what to do.")]
+    parameter: NotRequired[Annotated[str, Field(description="The parameter at fault (400).")]]
+    model: NotRequired[Annotated[str, Field(description="The model concerned (404, 503).")]]
+    reason: NotRequired[Annotated[str, Field(description="Why the model is not available.")]]
+    item_id: NotRequired[Annotated[str, Field(description="The unknown item (404).")]]
+    job_id: NotRequired[Annotated[str, Field(description="The job concerned (404, 409).")]]
+    links: NotRequired[Annotated[dict[str, str], Field(description="Where to follow it.")]]
+    allowed: NotRequired[Annotated[list[str], Field(description="The methods allowed (405).")]]
+
+
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+class Ready(TypedDict):
+    ready: bool
+    models: dict[str, ModelState]
+
+
+class NotReady(TypedDict):
+    error: Literal["not_ready"]
+    message: str
+    ready: bool
+    models: dict[str, ModelState]
+    missing: Annotated[dict[str, str], Field(description="Each model not loaded, and why.")]
+
+
+class Item(TypedDict):
+    """A destination, as every answer shows it."""
+
+    id: str
+    name: str
+    categories: list[str]
+    city: str | None
+
+
+class ScoredItem(Item):
+    score: float
+
+
+class Recommendations(TypedDict):
+    user_id: Annotated[str | None, Field(description="null for a visitor's own ratings.")]
+    algorithm: Algorithm
+    model_version: Annotated[str, Field(description="The start of the model's identity.")]
+    cold_start: Annotated[bool, Field(description="Popular items answered: user unknown.")]
+    items: list[ScoredItem]
+
+
+class SimilarItems(TypedDict):
+    item: Item
+    algorithm: Algorithm
+    model_version: str
+    items: list[ScoredItem]
+
+
+class JobLinks(TypedDict):
+    self: str
+
+
+class JobAccepted(TypedDict):
+    job_id: str
+    status: JobState
+    models: list[ModelName]
+    links: JobLinks
+
+
+class StorageReport(TypedDict):
+    """Where the artifacts are kept, and whether the last call there succeeded."""
+
+    backend: Backend
+    bucket: str | None
+    prefix: str
+    endpoint: str | None
+    location: str
+    reachable: bool
+    error: str | None
+
+
+class Status(TypedDict):
+    models: dict[str, ModelStatus]
+    storage: StorageReport
+    job: Annotated[JobReport | None, Field(description="The queued or running job.")]
+    unfinished_publish: UnfinishedPublish | None
+
+
+class ReloadResult(TypedDict):
+    reloaded: Annotated[list[ModelName], Field(description="The models swapped for new ones.")]
+    models: dict[str, ModelStatus]
+
+
+class Versions(TypedDict):
+    model: ModelName
+    versions: Annotated[list[StoredArtifact], Field(description="Newest first.")]
+
+
+class RollbackResult(TypedDict):
+    model: ModelStatus
+    version_id: str
+
+
+class RollbackNotServed(TypedDict):
+    """The version is current in the store again, but it could not be served."""
+
+    error: Literal["rollback_not_served"]
+    message: str
+    model: Annotated[ModelStatus, Field(description="The model still serving.")]
+
+
+# The writers of the answers, built once (a TypeAdapter costs milliseconds to build).
+RECOMMENDATIONS: Final = TypeAdapter(Recommendations)
+SIMILAR_ITEMS: Final = TypeAdapter(SimilarItems)
+ERROR_BODY: Final = TypeAdapter(ErrorBody)
+HEALTH: Final = TypeAdapter(Health)
+READY: Final = TypeAdapter(Ready)
+NOT_READY: Final = TypeAdapter(NotReady)
+DOCUMENT: Final = TypeAdapter(dict[str, Any])
+STATUS: Final = TypeAdapter(Status)
+JOB_ACCEPTED: Final = TypeAdapter(JobAccepted)
+JOB: Final = TypeAdapter(JobReport)
+RELOAD_RESULT: Final = TypeAdapter(ReloadResult)
+VERSIONS: Final = TypeAdapter(Versions)
+ROLLBACK_RESULT: Final = TypeAdapter(RollbackResult)
+ROLLBACK_NOT_SERVED: Final = TypeAdapter(RollbackNotServed)
