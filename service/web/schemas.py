@@ -158,8 +158,16 @@ def _number(value: object) -> float:
     raise PydanticCustomError("number", "Input should be a number")
 
 
+def _integral(value: object) -> object:
+    """A JSON number with a zero fraction (``5.0``) as the integer JSON Schema reads it as."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _integer_as_digits(value: object) -> object:
     """A JSON integer item id as the string of its digits; anything else as it came."""
+    value = _integral(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value
@@ -180,7 +188,7 @@ ItemId = Annotated[Id, BeforeValidator(_integer_as_digits, json_schema_input_typ
 # number (and the document shows them as its bounds).
 _QueryLimit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_whole_number)]
 _QueryLambda = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), BeforeValidator(_number)]
-_BodyLimit = Annotated[int, Strict(), Field(ge=1, le=MAX_LIMIT)]
+_BodyLimit = Annotated[int, Strict(), Field(ge=1, le=MAX_LIMIT), BeforeValidator(_integral)]
 _BodyLambda = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
 
 _ALGORITHM_HELP: Final = "Which model answers."
