@@ -16,13 +16,15 @@ each with the response cache on (every timed call a hit: parse the query, build 
 the bytes) and off (``WISATA_RESPONSE_CACHE=0``: parse, ask the model, serialise 10 scored
 items). The model's own call is timed alone too, so ``off - model`` is what the web layer adds
 to an answer it computes. Prints the mean and p99 in microseconds per call, the median over
-``--repeats`` runs.
+``--repeats`` runs. The objects alive before a measure are frozen out of the garbage collector
+(``gc.freeze``), so that its full passes over the mocked requests do not land in the calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import statistics
@@ -88,15 +90,26 @@ def model_call(app: web.Application, route: str) -> Callable[[int], object]:
 
 
 async def timed(call: Callable[[int], Awaitable[object] | object], calls: int) -> list[float]:
-    """Microseconds of each of ``calls`` calls ``call(i)``, after :data:`WARM_UP` calls."""
+    """Microseconds of each of ``calls`` calls ``call(i)``, after :data:`WARM_UP` calls.
+
+    The objects alive before (the mocked requests, the models) are frozen out of the garbage
+    collector first: its full passes over them (up to 2 s for the earlier runs' garbage) would
+    land in whichever call happens to trigger one. The collections the calls' own allocations
+    cause still count.
+    """
+    gc.collect()
+    gc.freeze()
     times = []
-    for i in range(WARM_UP + calls):
-        start = time.perf_counter_ns()
-        result = call(i)
-        if asyncio.iscoroutine(result):
-            await result
-        if i >= WARM_UP:
-            times.append((time.perf_counter_ns() - start) / 1000.0)
+    try:
+        for i in range(WARM_UP + calls):
+            start = time.perf_counter_ns()
+            result = call(i)
+            if asyncio.iscoroutine(result):
+                await result
+            if i >= WARM_UP:
+                times.append((time.perf_counter_ns() - start) / 1000.0)
+    finally:
+        gc.unfreeze()
     return times
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -22,15 +22,35 @@ from pydantic_core import ErrorDetails
 from service.errors import BadParameter
 from service.web.schemas import NOT_BLANK
 
-__all__ = ["body", "query"]
+__all__ = ["PARSED_QUERIES", "body", "parse_query", "query"]
 
 M = TypeVar("M", bound=BaseModel)
 
 _SHOWN = 40
 """Characters of a refused value quoted back in a message."""
+PARSED_QUERIES: Final = 4096
+"""Parsed query strings kept for reuse (models are frozen, so one instance serves them all)."""
+_parsed: dict[tuple[type[BaseModel], str], BaseModel] = {}
 
 
-def query(values: MultiMapping[str], model: type[M]) -> M:
+def query(request: web.Request, model: type[M]) -> M:
+    """The request's query string as ``model``; :class:`BadParameter` for the first bad value.
+
+    The parse of a query string met recently is reused: it depends on nothing else, and a
+    query that recurs (the one a cached answer is found for) then costs a dictionary lookup,
+    not a validation.
+    """
+    key = (model, request.rel_url.raw_query_string)
+    found = _parsed.get(key)
+    if found is None:
+        found = parse_query(request.query, model)
+        if len(_parsed) >= PARSED_QUERIES:
+            del _parsed[next(iter(_parsed))]  # the oldest first
+        _parsed[key] = found
+    return cast(M, found)
+
+
+def parse_query(values: MultiMapping[str], model: type[M]) -> M:
     """The query string ``values`` as ``model``; :class:`BadParameter` for the first bad one.
 
     A parameter given twice is refused, an empty value counts as absent, and parameters the

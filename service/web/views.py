@@ -237,7 +237,7 @@ async def rollback(request: web.Request) -> web.Response:
 
 async def recommendations(request: web.Request) -> web.Response:
     """Recommendations for a known user (popular items for an unknown one)."""
-    asked = parsing.query(request.query, RecommendationsQuery)
+    asked = parsing.query(request, RecommendationsQuery)
     registry = request.app[REGISTRY]
     name = ALGORITHMS[asked.algorithm]
     model = registry.model(name)
@@ -282,7 +282,7 @@ async def recommend_for_ratings(request: web.Request) -> web.Response:
 async def similar_items(request: web.Request) -> web.Response:
     """The items most similar to one item."""
     item_id = request.match_info["id"]
-    asked = parsing.query(request.query, SimilarQuery)
+    asked = parsing.query(request, SimilarQuery)
     registry = request.app[REGISTRY]
     name = ALGORITHMS[asked.algorithm]
     model = registry.model(name)

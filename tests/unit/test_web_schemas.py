@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
@@ -109,7 +110,7 @@ def test_a_number_with_a_zero_fraction_is_the_integer_json_schema_reads() -> Non
 
 
 def parsed(query: dict[str, str] | list[tuple[str, str]]) -> RecommendationsQuery:
-    return parsing.query(MultiDict(query), RecommendationsQuery)
+    return parsing.parse_query(MultiDict(query), RecommendationsQuery)
 
 
 @pytest.mark.parametrize(
@@ -162,6 +163,18 @@ def test_a_repeated_parameter_is_refused_in_the_order_the_fields_are_checked() -
     with pytest.raises(BadParameter, match="required") as first:
         parsed([("limit", "3"), ("limit", "4")])
     assert first.value.parameter == "user_id"
+
+
+def test_a_recurring_query_string_is_parsed_once_and_a_bad_one_refused_each_time() -> None:
+    def asked(target: str) -> RecommendationsQuery:
+        return parsing.query(make_mocked_request("GET", target), RecommendationsQuery)
+
+    first = asked("/api/frontend/recommendations?user_id=u9&limit=3")
+    assert asked("/api/frontend/recommendations?user_id=u9&limit=3") is first
+    assert asked("/api/frontend/recommendations?limit=3&user_id=u9") == first
+    for _ in range(2):
+        with pytest.raises(BadParameter, match="user_id"):
+            asked("/api/frontend/recommendations?limit=3")
 
 
 def test_the_document_takes_its_limits_from_the_models() -> None:
