@@ -11,7 +11,7 @@ here describes a field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter
@@ -38,7 +38,7 @@ class _Generator(GenerateJsonSchema):
 class _Components:
     """The JSON Schemas of every type the routes name, and the components they refer to."""
 
-    def __init__(self, routes: Iterable[RouteSpec]) -> None:
+    def __init__(self, routes: Sequence[RouteSpec]) -> None:
         wanted: dict[tuple[Any, JsonSchemaMode], TypeAdapter[Any]] = {}
 
         def want(kind: Any, mode: JsonSchemaMode) -> None:

@@ -30,6 +30,8 @@ _SHOWN = 40
 """Characters of a refused value quoted back in a message."""
 PARSED_QUERIES: Final = 4096
 """Parsed query strings kept for reuse (models are frozen, so one instance serves them all)."""
+_PARSED_LENGTH: Final = 512
+"""Longest query string kept (the API's own parameters fit in far less)."""
 _parsed: dict[tuple[type[BaseModel], str], BaseModel] = {}
 
 
@@ -40,7 +42,10 @@ def query(request: web.Request, model: type[M]) -> M:
     query that recurs (the one a cached answer is found for) then costs a dictionary lookup,
     not a validation.
     """
-    key = (model, request.rel_url.raw_query_string)
+    raw = request.rel_url.raw_query_string
+    if len(raw) > _PARSED_LENGTH:  # kept only while short: the memory stays small
+        return parse_query(request.query, model)
+    key = (model, raw)
     found = _parsed.get(key)
     if found is None:
         found = parse_query(request.query, model)

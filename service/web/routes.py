@@ -20,6 +20,7 @@ from service.serving.trainer import JobReport
 from service.web import views
 from service.web.dashboard import add_dashboard_routes
 from service.web.schemas import (
+    CLIENT_MAX_SIZE,
     ErrorBody,
     Health,
     JobAccepted,
@@ -201,7 +202,7 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         "POST", "/api/recommendations", "recommend_for_ratings", views.recommend_for_ratings,
         "Recommendations for a visitor's ratings, without retraining.", "recommendations",
         {200: ("Recommendations.", Recommendations), 404: ("Unknown item.", ErrorBody),
-         413: ("Body over 1 MiB.", ErrorBody), 503: _NOT_TRAINED},
+         413: (f"Body over {CLIENT_MAX_SIZE} bytes.", ErrorBody), 503: _NOT_TRAINED},
         public=True,
         body=RatingsRequest,
     ),

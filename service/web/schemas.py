@@ -12,8 +12,9 @@ item (``python -m bench.web`` measures the difference). The serving layer's repo
 (:class:`ModelStatus`, :class:`StoredArtifact`, :class:`JobReport`, :class:`UnfinishedPublish`)
 are nested as they are.
 
-Patterns are Python regular expressions (``regex_engine="python-re"``), the dialect the JSON
-Schema validators that read the document use, so ``\\S`` means the same on both sides.
+Patterns run on Python's ``re`` (``regex_engine="python-re"``), as in the Python validators and
+generators that read the document (jsonschema, schemathesis): ``\\S`` (not blank) then means
+exactly what ``str.strip()`` means, as the hand-written checks did.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from storage import StoreDescription
 
 __all__ = [
     "ALGORITHMS",
+    "CLIENT_MAX_SIZE",
     "DEFAULT_ALGORITHM",
     "DEFAULT_LIMIT",
     "MAX_ID_LENGTH",
@@ -93,6 +95,8 @@ MAX_RATINGS: Final = 1000
 MAX_RATING: Final = 1000.0
 MAX_ID_LENGTH: Final = 256
 MAX_VERSION_ID_LENGTH: Final = 1024
+CLIENT_MAX_SIZE: Final = 1024 * 1024
+"""Largest request body accepted, in bytes; a larger one is answered 413."""
 NOT_BLANK: Final = r"\S"
 """The pattern of a text that must not be blank (``str.strip()`` would leave something)."""
 _MAX_QUERY_DIGITS: Final = 6
