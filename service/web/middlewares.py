@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from service.errors import TrainingInProgress, UnknownJob, WisataError
 from service.web.keys import ROUTE_LABEL
-from service.web.schemas import ERROR_BODY, ErrorBody, to_json
+from service.web.responses import ERROR_BODY, ErrorBody, to_json
 from service.web.telemetry import Metrics
 from storage import NotFound, StorageError
 

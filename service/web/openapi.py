@@ -3,10 +3,10 @@
 Every path, method and status comes from :data:`service.web.routes.ROUTES` and
 :data:`~service.web.routes.PAGES`, so the document lists exactly the routes the application
 registers (a test checks both ways). Every schema in it is pydantic's JSON Schema (draft
-2020-12, the dialect of OpenAPI 3.1) of a type in :mod:`service.web.schemas`: the query
-parameters are the fields of the route's query model, the request body its body model, each
-answer the type that writes it, and ``components/schemas`` the types they refer to. Nothing
-here describes a field.
+2020-12, the dialect of OpenAPI 3.1) of a type in :mod:`service.web.schemas` or
+:mod:`service.web.responses`: the query parameters are the fields of the route's query model,
+the request body its body model, each answer the type that writes it, and
+``components/schemas`` the types they refer to. Nothing here describes a field.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import CoreSchema
 
+from service.web.responses import ErrorBody
 from service.web.routes import PAGES, ROUTES, PageSpec, PathParameter, RouteSpec
-from service.web.schemas import ErrorBody
 
 __all__ = ["OPENAPI_VERSION", "build_document"]
 

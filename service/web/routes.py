@@ -19,25 +19,27 @@ from pydantic import BaseModel
 from service.serving.trainer import JobReport
 from service.web import views
 from service.web.dashboard import add_dashboard_routes
-from service.web.schemas import (
-    CLIENT_MAX_SIZE,
+from service.web.responses import (
     ErrorBody,
     Health,
     JobAccepted,
-    ModelName,
     NotReady,
-    RatingsRequest,
     Ready,
     Recommendations,
-    RecommendationsQuery,
     ReloadResult,
     RollbackNotServed,
-    RollbackRequest,
     RollbackResult,
     SimilarItems,
-    SimilarQuery,
     Status,
     Versions,
+)
+from service.web.schemas import (
+    CLIENT_MAX_SIZE,
+    ModelName,
+    RatingsRequest,
+    RecommendationsQuery,
+    RollbackRequest,
+    SimilarQuery,
 )
 
 __all__ = [
@@ -53,7 +55,7 @@ __all__ = [
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Answers = Mapping[int, tuple[str, Any]]
-"""Status -> (description, the answer's type in :mod:`service.web.schemas` or None)."""
+"""Status -> (description, the answer's type in :mod:`service.web.responses` or None)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class RouteSpec:
         The model that validates the JSON request body.
     responses : mapping of int to (description, type or None)
         The statuses the route answers besides the errors every route shares, with the type
-        that writes each answer (None: not JSON with a schema, see ``media``).
+        in :mod:`service.web.responses` that writes each answer (None: no schema, see
+        ``media``).
     media : str
         The media type of an answer without a type.
     """

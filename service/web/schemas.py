@@ -1,16 +1,10 @@
-"""The API's contract: the pydantic types of every request and response, and the API's limits.
+"""The API's requests: pydantic models of every query string and body, and the API's limits.
 
 One definition per shape. The request models parse and check what clients send (the views
-validate query strings and JSON bodies with them); the response types write what the views
-answer; :mod:`service.web.openapi` generates the document from both. Every limit, enum and
-default of the API is a constant here, referenced wherever it applies.
-
-Requests are :class:`~pydantic.BaseModel` classes. Responses are ``TypedDict`` types written
-by a :class:`~pydantic.TypeAdapter` built once: a view fills a plain dict from trusted data
-(the models, the registry) and pydantic-core writes it, without building a model instance per
-item (``python -m bench.web`` measures the difference). The serving layer's reports
-(:class:`ModelStatus`, :class:`StoredArtifact`, :class:`JobReport`, :class:`UnfinishedPublish`)
-are nested as they are.
+validate query strings and JSON bodies with them, :mod:`service.web.parsing`), and
+:mod:`service.web.openapi` generates the document's parameters and request bodies from them;
+the answers' types are in :mod:`service.web.responses`. Every limit, enum and default of the
+API is a constant here, referenced wherever it applies.
 
 Patterns run on Python's ``re`` (``regex_engine="python-re"``), as in the Python validators and
 generators that read the document (jsonschema, schemathesis): ``\\S`` (not blank) then means
@@ -19,38 +13,13 @@ exactly what ``str.strip()`` means, as the hand-written checks did.
 
 from __future__ import annotations
 
-import functools
-import json
-import math
 from collections.abc import Mapping
-from typing import (
-    TYPE_CHECKING,
-    Annotated,
-    Any,
-    Final,
-    Literal,
-    NotRequired,
-    TypeVar,
-    get_type_hints,
-)
+from typing import TYPE_CHECKING, Annotated, Final, Literal, get_type_hints
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-    StringConstraints,
-    TypeAdapter,
-    with_config,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 from pydantic_core import PydanticCustomError
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from service.ml.recommenders import MODEL_NAMES, Collaborative, ContentBased, Hybrid
-from service.serving.journal import UnfinishedPublish
-from service.serving.status import ModelState, ModelStatus, StoredArtifact
-from service.serving.trainer import JobReport, JobState
 from storage import StoreDescription
 
 __all__ = [
@@ -64,21 +33,15 @@ __all__ = [
     "MAX_RATINGS",
     "MAX_VERSION_ID_LENGTH",
     "NOT_BLANK",
-    "ErrorBody",
-    "Item",
+    "Algorithm",
+    "Backend",
+    "ModelName",
+    "Rating",
     "RatingsRequest",
-    "Recommendations",
     "RecommendationsQuery",
     "RollbackRequest",
-    "ScoredItem",
-    "SimilarItems",
     "SimilarQuery",
-    "Status",
-    "finite",
-    "to_json",
 ]
-
-T = TypeVar("T")
 
 # --- limits, enums and defaults -----------------------------------------------------------------
 
@@ -100,7 +63,7 @@ CLIENT_MAX_SIZE: Final = 1024 * 1024
 NOT_BLANK: Final = r"\S"
 """The pattern of a text that must not be blank (``str.strip()`` would leave something)."""
 _MAX_QUERY_DIGITS: Final = 6
-"""Longer digit strings in a query are refused unread (a number that long is above any limit)."""
+"""Longer digit strings in a query are refused unread, as before (no limit needs that many)."""
 
 # The names are data (MODEL_NAMES, ALGORITHMS, the storage's backends), so their Literal types
 # are built from them at run time; a type checker sees plain strings.
@@ -114,30 +77,6 @@ else:
     BodyAlgorithm = Literal[(*ALGORITHMS, "")]
     ModelName = Literal[MODEL_NAMES]
     Backend = get_type_hints(StoreDescription)["backend"]
-
-
-def finite(number: float) -> float:
-    """``number`` if it is finite; a NaN or an infinity raise, as ``json.dumps`` would.
-
-    What the views write with :meth:`~pydantic.TypeAdapter.dump_json` passes its floats
-    through this first: pydantic-core would write them as ``null``, and an answer must fail
-    loudly rather than carry a score that is not one.
-    """
-    if math.isfinite(number):
-        return number
-    raise ValueError(f"Out of range float values are not JSON compliant: {number!r}")
-
-
-_dumps = functools.partial(json.dumps, allow_nan=False)
-
-
-def to_json(adapter: TypeAdapter[T], data: T) -> bytes:
-    """``data`` written as JSON by its response type; a NaN or an infinity anywhere raise.
-
-    Through JSON-ready Python and ``json.dumps(allow_nan=False)``, for the answers whose floats
-    come from reports (load times, metrics) rather than through :func:`finite`.
-    """
-    return _dumps(adapter.dump_python(data, mode="json")).encode()
 
 
 # --- request fields -----------------------------------------------------------------------------
@@ -163,7 +102,7 @@ def _number(value: object) -> float:
 
 
 def _integral(value: object) -> object:
-    """A JSON number with a zero fraction (``5.0``) as the integer JSON Schema reads it as."""
+    """A JSON number with a zero fraction (``5.0``) as the integer JSON Schema takes it for."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -241,7 +180,9 @@ class Rating(_Request):
 class RatingsRequest(_Request):
     """The body of ``POST /api/recommendations``: a visitor's ratings, folded in."""
 
-    ratings: list[Rating] = Field(max_length=MAX_RATINGS)
+    ratings: list[Rating] = Field(
+        max_length=MAX_RATINGS, description="The visitor's ratings; [] gets the popular items."
+    )
     # null (and "" for the algorithm) mean the same as leaving the field out.
     algorithm: BodyAlgorithm | None = Field(DEFAULT_ALGORITHM, description=_ALGORITHM_HELP)
     limit: _BodyLimit | None = Field(DEFAULT_LIMIT, description=_LIMIT_HELP)
@@ -264,136 +205,3 @@ class RollbackRequest(_Request):
     version_id: VersionId = Field(
         description="A version id from GET /api/ml/models/{name}/versions."
     )
-
-
-# --- answers ------------------------------------------------------------------------------------
-
-
-@with_config(ConfigDict(extra="allow"))
-class ErrorBody(TypedDict):
-    """Every error answer; the fields after ``message`` come with the errors they concern."""
-
-    error: Annotated[str, Field(description="Machine-readable code.")]
-    message: Annotated[str, Field(description="What was wrong and what to do.")]
-    parameter: NotRequired[Annotated[str, Field(description="The parameter at fault (400).")]]
-    model: NotRequired[Annotated[str, Field(description="The model concerned (404, 503).")]]
-    reason: NotRequired[Annotated[str, Field(description="Why the model is not available.")]]
-    item_id: NotRequired[Annotated[str, Field(description="The unknown item (404).")]]
-    job_id: NotRequired[Annotated[str, Field(description="The job concerned (404, 409).")]]
-    links: NotRequired[Annotated[dict[str, str], Field(description="Where to follow it.")]]
-    allowed: NotRequired[Annotated[list[str], Field(description="The methods allowed (405).")]]
-
-
-class Health(TypedDict):
-    status: Literal["ok"]
-
-
-class Ready(TypedDict):
-    ready: bool
-    models: dict[str, ModelState]
-
-
-class NotReady(TypedDict):
-    error: Literal["not_ready"]
-    message: str
-    ready: bool
-    models: dict[str, ModelState]
-    missing: Annotated[dict[str, str], Field(description="Each model not loaded, and why.")]
-
-
-class Item(TypedDict):
-    """A destination, as every answer shows it."""
-
-    id: str
-    name: str
-    categories: list[str]
-    city: str | None
-
-
-class ScoredItem(Item):
-    score: float
-
-
-class Recommendations(TypedDict):
-    user_id: Annotated[str | None, Field(description="null for a visitor's own ratings.")]
-    algorithm: Algorithm
-    model_version: Annotated[str, Field(description="The start of the model's identity.")]
-    cold_start: Annotated[bool, Field(description="Popular items answered: user unknown.")]
-    items: list[ScoredItem]
-
-
-class SimilarItems(TypedDict):
-    item: Item
-    algorithm: Algorithm
-    model_version: str
-    items: list[ScoredItem]
-
-
-class JobLinks(TypedDict):
-    self: str
-
-
-class JobAccepted(TypedDict):
-    job_id: str
-    status: JobState
-    models: list[ModelName]
-    links: JobLinks
-
-
-class StorageReport(TypedDict):
-    """Where the artifacts are kept, and whether the last call there succeeded."""
-
-    backend: Backend
-    bucket: str | None
-    prefix: str
-    endpoint: str | None
-    location: str
-    reachable: bool
-    error: str | None
-
-
-class Status(TypedDict):
-    models: dict[str, ModelStatus]
-    storage: StorageReport
-    job: Annotated[JobReport | None, Field(description="The queued or running job.")]
-    unfinished_publish: UnfinishedPublish | None
-
-
-class ReloadResult(TypedDict):
-    reloaded: Annotated[list[ModelName], Field(description="The models swapped for new ones.")]
-    models: dict[str, ModelStatus]
-
-
-class Versions(TypedDict):
-    model: ModelName
-    versions: Annotated[list[StoredArtifact], Field(description="Newest first.")]
-
-
-class RollbackResult(TypedDict):
-    model: ModelStatus
-    version_id: str
-
-
-class RollbackNotServed(TypedDict):
-    """The version is current in the store again, but it could not be served."""
-
-    error: Literal["rollback_not_served"]
-    message: str
-    model: Annotated[ModelStatus, Field(description="The model still serving.")]
-
-
-# The writers of the answers, built once (a TypeAdapter costs milliseconds to build).
-RECOMMENDATIONS: Final = TypeAdapter(Recommendations)
-SIMILAR_ITEMS: Final = TypeAdapter(SimilarItems)
-ERROR_BODY: Final = TypeAdapter(ErrorBody)
-HEALTH: Final = TypeAdapter(Health)
-READY: Final = TypeAdapter(Ready)
-NOT_READY: Final = TypeAdapter(NotReady)
-DOCUMENT: Final = TypeAdapter(dict[str, Any])
-STATUS: Final = TypeAdapter(Status)
-JOB_ACCEPTED: Final = TypeAdapter(JobAccepted)
-JOB: Final = TypeAdapter(JobReport)
-RELOAD_RESULT: Final = TypeAdapter(ReloadResult)
-VERSIONS: Final = TypeAdapter(Versions)
-ROLLBACK_RESULT: Final = TypeAdapter(RollbackResult)
-ROLLBACK_NOT_SERVED: Final = TypeAdapter(RollbackNotServed)

@@ -2,8 +2,8 @@
 
 Handlers raise; the error middleware turns what they raise into JSON errors. Input problems
 raise :class:`~service.errors.BadParameter` naming the parameter (:mod:`service.web.parsing`),
-before any model is touched. Every answer is written by its response type in
-:mod:`service.web.schemas`.
+before any model is touched. Every answer is written by its type in
+:mod:`service.web.responses`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from service.ml.recommenders import MODEL_NAMES, Hybrid, Recommender
 from service.serving.status import StoredArtifact
 from service.web import parsing
 from service.web.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
-from service.web.schemas import (
-    ALGORITHMS,
+from service.web.responses import (
     DOCUMENT,
     HEALTH,
     JOB,
@@ -38,22 +37,25 @@ from service.web.schemas import (
     JobAccepted,
     JobLinks,
     NotReady,
-    RatingsRequest,
     Ready,
     Recommendations,
-    RecommendationsQuery,
     ReloadResult,
     RollbackNotServed,
-    RollbackRequest,
     RollbackResult,
     ScoredItem,
     SimilarItems,
-    SimilarQuery,
     Status,
     StorageReport,
     Versions,
     finite,
     to_json,
+)
+from service.web.schemas import (
+    ALGORITHMS,
+    RatingsRequest,
+    RecommendationsQuery,
+    RollbackRequest,
+    SimilarQuery,
 )
 from service.web.telemetry import CONTENT_TYPE
 

@@ -23,6 +23,7 @@ from service.errors import BadParameter
 from service.serving.status import holdout_ndcg
 from service.web import parsing
 from service.web.openapi import build_document
+from service.web.responses import finite
 from service.web.schemas import (
     DEFAULT_LIMIT,
     MAX_ID_LENGTH,
@@ -31,7 +32,6 @@ from service.web.schemas import (
     RatingsRequest,
     RecommendationsQuery,
     RollbackRequest,
-    finite,
 )
 
 DOCUMENT = build_document()
