@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
@@ -94,9 +95,14 @@ class Registry:
     # --- reading ---------------------------------------------------------------------------------
 
     @property
-    def unfinished_publish(self) -> UnfinishedPublish | None:
-        """The publish whose artifacts are held back, as the status shows it; None if none."""
+    def unfinished(self) -> UnfinishedPublish | None:
+        """The publish whose artifacts are held back, as the status reports it; None if none."""
         return self._unfinished
+
+    @property
+    def unfinished_publish(self) -> dict[str, Any] | None:
+        """The publish whose artifacts are held back, as the status shows it; None if none."""
+        return None if self._unfinished is None else self._unfinished.model_dump(mode="json")
 
     @property
     def storage_available(self) -> bool:

@@ -73,7 +73,7 @@ def parse_query(values: MultiMapping[str], model: type[M]) -> M:
     try:
         return model.model_validate(given)
     except ValidationError as e:
-        raise _bad_parameter(e, model, repeated=True) from e
+        raise _bad_parameter(e, model, from_query=True) from e
 
 
 async def body(request: web.Request, model: type[M]) -> M:
@@ -91,18 +91,19 @@ async def body(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise _bad_parameter(e, model, repeated=False) from e
+        raise _bad_parameter(e, model, from_query=False) from e
 
 
 # --- messages -----------------------------------------------------------------------------------
 
 
 def _bad_parameter(
-    error: ValidationError, model: type[BaseModel], *, repeated: bool
+    error: ValidationError, model: type[BaseModel], *, from_query: bool
 ) -> BadParameter:
     first = error.errors(include_url=False)[0]
     loc = first["loc"]
-    if repeated and isinstance(first["input"], list):  # only a repeated name gives a list
+    # In a query string only a repeated name gives a list (parse_query collects its values).
+    if from_query and isinstance(first["input"], list):
         return BadParameter(_name(loc), "given more than once; give it once")
     return BadParameter(_name(loc), f"{_problem(first)}; send {_expected(model, loc)}")
 

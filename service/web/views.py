@@ -163,7 +163,7 @@ async def status(request: web.Request) -> web.Response:
         models=registry.status(),
         storage=storage_report,
         job=None if job is None else job.report(),
-        unfinished_publish=registry.unfinished_publish,
+        unfinished_publish=registry.unfinished,
     )
     return _answer(to_json(STATUS, answer))
 
