@@ -3,7 +3,7 @@
 The web layer's error middleware is a lookup of :attr:`WisataError.status` and
 :attr:`WisataError.code`, with the fields of :meth:`WisataError.details` added to the JSON body.
 Messages say what was wrong and what to do in the domain's words; hints naming HTTP routes are
-added at the web edge (:mod:`service.web.errors`). The storage layer keeps its own tree
+added at the web edge (:mod:`service.web.middlewares`). The storage layer keeps its own tree
 (:mod:`storage.errors`), which the web layer maps in the same lookup.
 """
 

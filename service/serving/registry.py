@@ -95,6 +95,11 @@ class Registry:
     # --- reading ---------------------------------------------------------------------------------
 
     @property
+    def unfinished(self) -> UnfinishedPublish | None:
+        """The publish whose artifacts are held back, as the status reports it; None if none."""
+        return self._unfinished
+
+    @property
     def unfinished_publish(self) -> dict[str, Any] | None:
         """The publish whose artifacts are held back, as the status shows it; None if none."""
         return None if self._unfinished is None else self._unfinished.model_dump(mode="json")

@@ -7,9 +7,10 @@ schema from them, and the jobs print them, so a field is written in one place.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +20,15 @@ from service.ml.recommenders import Recommender
 from service.serving.journal import UnfinishedPublish
 from storage import ObjectInfo
 
-__all__ = ["ModelState", "ModelStatus", "StoredArtifact", "staleness", "summary_lines"]
+__all__ = [
+    "NDCG_SPELLINGS",
+    "ModelState",
+    "ModelStatus",
+    "StoredArtifact",
+    "holdout_ndcg",
+    "staleness",
+    "summary_lines",
+]
 
 
 class ModelState(enum.StrEnum):
@@ -32,8 +41,25 @@ class ModelState(enum.StrEnum):
     NOT_PERSISTED = "trained_not_persisted"
 
 
+NDCG_SPELLINGS: Final = ("ndcg_at_10", "ndcg@10", "ndcg")
+"""The names writers of artifacts have recorded the holdout NDCG@10 under, preferred first."""
+
+
+def holdout_ndcg(metrics: Mapping[str, float]) -> float | None:
+    """The holdout NDCG@10 among recorded ``metrics``, whatever its spelling; None if absent."""
+    for name in NDCG_SPELLINGS:
+        value = metrics.get(name)
+        if value is not None and math.isfinite(value):
+            return value
+    return None
+
+
 class StoredArtifact(BaseModel):
-    """One stored version of an artifact: the object's facts, raw and decoded metadata."""
+    """One stored version of an artifact: the object's facts, raw and decoded metadata.
+
+    ``ndcg_at_10`` picks the holdout NDCG@10 out of the decoded metrics, so that no reader has
+    to know the spellings different writers used.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -48,10 +74,17 @@ class StoredArtifact(BaseModel):
     decoded: MetadataSummary = Field(
         description="The same metadata read back: typed fields, metrics as numbers."
     )
+    ndcg_at_10: float | None = Field(
+        default=None,
+        description="The holdout NDCG@10 the artifact records, whichever of the spellings "
+        f"{', '.join(NDCG_SPELLINGS)} its writer used (the first with a finite value); null "
+        "when it records none.",
+    )
 
     @classmethod
     def of(cls, info: ObjectInfo) -> StoredArtifact:
         """The report of a stored object's information."""
+        decoded = artifacts.from_metadata(info.metadata)
         return cls(
             key=info.key,
             size=info.size,
@@ -59,7 +92,8 @@ class StoredArtifact(BaseModel):
             last_modified=info.last_modified,
             version_id=info.version_id,
             metadata=dict(info.metadata),
-            decoded=artifacts.from_metadata(info.metadata),
+            decoded=decoded,
+            ndcg_at_10=holdout_ndcg(decoded.metrics),
         )
 
 

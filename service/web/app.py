@@ -39,6 +39,7 @@ from service.web.middlewares import (
 )
 from service.web.openapi import build_document
 from service.web.routes import add_routes, admin_route_names, public_routes
+from service.web.schemas import CLIENT_MAX_SIZE
 from service.web.telemetry import Metrics
 from storage import StorageError, open_store
 
@@ -46,8 +47,6 @@ __all__ = ["BACKOFF_MAX", "BACKOFF_START", "CLIENT_MAX_SIZE", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-CLIENT_MAX_SIZE: Final = 1024 * 1024
-"""Largest request body accepted; a larger one is answered 413."""
 BACKOFF_START: Final = 0.5
 """Seconds before the first retry of an unreachable store; doubled after each failure."""
 BACKOFF_MAX: Final = 30.0

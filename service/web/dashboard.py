@@ -1,7 +1,7 @@
 """The admin dashboard: ``GET /`` and its static files under ``/static/``.
 
-The dashboard is three plain files in ``service/static/`` (HTML, CSS, JavaScript; no build step)
-that call the JSON API from the browser. Only the files present when the routes are added are
+The dashboard is three plain files in ``service/web/static/`` (HTML, CSS, JavaScript; no build
+step) that call the JSON API from the browser. Only the files present when the routes are added are
 served, by name: no directory listing, no path below ``static/`` and nothing outside it.
 """
 
@@ -16,7 +16,7 @@ from aiohttp import web
 __all__ = ["CACHE_CONTROL", "STATIC_DIR", "DashboardMissing", "add_dashboard_routes"]
 
 STATIC_DIR: Final = Path(__file__).resolve().with_name("static")
-"""Where the dashboard's files are installed (``service/static``)."""
+"""Where the dashboard's files are installed (``service/web/static``)."""
 
 CACHE_CONTROL: Final = "no-cache"
 """Browsers keep the files but revalidate them (ETag) on each load.

@@ -12,15 +12,15 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from service.errors import TrainingInProgress, UnknownJob, WisataError
 from service.web.keys import ROUTE_LABEL
+from service.web.responses import ERROR_BODY, ErrorBody, to_json
 from service.web.telemetry import Metrics
-from service.web.views import dumps
 from storage import NotFound, StorageError
 
 __all__ = [
@@ -68,8 +68,14 @@ def error_response(
     **extra: Any,
 ) -> web.Response:
     """A JSON error ``{error, message, ...extra}`` with ``status``."""
-    body = {"error": error, "message": message, **extra}
-    return web.json_response(body, status=status, headers=headers, dumps=dumps)
+    body = cast(ErrorBody, {"error": error, "message": message, **extra})
+    return web.Response(
+        body=to_json(ERROR_BODY, body),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 def route_label(request: web.Request) -> str:

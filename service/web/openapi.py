@@ -1,269 +1,148 @@
-"""The OpenAPI 3.0 document of the service, built from the route table.
+"""The OpenAPI 3.1 document of the service, generated from the route table and the schemas.
 
-Every path and method comes from :data:`service.web.routes.ROUTES` and
+Every path, method and status comes from :data:`service.web.routes.ROUTES` and
 :data:`~service.web.routes.PAGES`, so the document lists exactly the routes the application
-registers (a test checks both ways).
+registers (a test checks both ways). Every schema in it is pydantic's JSON Schema (draft
+2020-12, the dialect of OpenAPI 3.1) of a type in :mod:`service.web.schemas` or
+:mod:`service.web.responses`: the query parameters are the fields of the route's query model,
+the request body its body model, each answer the type that writes it, and
+``components/schemas`` the types they refer to. Nothing here describes a field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from service.web.routes import PAGES, ROUTES, PageSpec, Parameter, RouteSpec
-from service.web.views import MAX_ID_LENGTH, NOT_BLANK
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
+from pydantic_core import CoreSchema
+
+from service.web.responses import ErrorBody
+from service.web.routes import PAGES, ROUTES, PageSpec, PathParameter, RouteSpec
 
 __all__ = ["OPENAPI_VERSION", "build_document"]
 
-OPENAPI_VERSION: Final = "3.0.3"
-_NULLABLE_STRING: Final = {"type": "string", "nullable": True}
+OPENAPI_VERSION: Final = "3.1.0"
+_REF: Final = "#/components/schemas/{model}"
+_NULL: Final = {"type": "null"}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+class _Generator(GenerateJsonSchema):
+    """Pydantic's JSON Schema without the titles it makes up from field names."""
+
+    def field_title_should_be_set(self, schema: CoreSchema) -> bool:
+        return False
 
 
-def _object(
-    properties: dict[str, Any], required: Iterable[str] = (), **more: Any
-) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties, **more}
-    if required:
-        schema["required"] = list(required)
-    return schema
+class _Components:
+    """The JSON Schemas of every type the routes name, and the components they refer to."""
+
+    def __init__(self, routes: Sequence[RouteSpec]) -> None:
+        wanted: dict[tuple[Any, JsonSchemaMode], TypeAdapter[Any]] = {}
+
+        def want(kind: Any, mode: JsonSchemaMode) -> None:
+            if (kind, mode) not in wanted:
+                wanted[kind, mode] = TypeAdapter(kind)
+
+        want(ErrorBody, "serialization")
+        for route in routes:
+            for model in (route.query, route.body):
+                if model is not None:
+                    want(model, "validation")
+            for _, kind in route.responses.values():
+                if kind is not None:
+                    want(kind, "serialization")
+        keyed, definitions = TypeAdapter.json_schemas(
+            [(key, mode, adapter) for (key, mode), adapter in wanted.items()],
+            ref_template=_REF,
+            schema_generator=_Generator,
+        )
+        self._keyed = {key: schema for (key, _), schema in keyed.items()}
+        self.schemas: dict[str, Any] = definitions.get("$defs", {})
+        # A query model becomes parameters, not a component of its own.
+        self._queries = {
+            route.query: self.schemas.pop(self._name(route.query))
+            for route in routes
+            if route.query is not None
+        }
+
+    def _name(self, kind: Any) -> str:
+        ref: str = self._keyed[kind]["$ref"]
+        return ref.rsplit("/", 1)[-1]
+
+    def of(self, kind: Any) -> dict[str, Any]:
+        """The schema of ``kind`` (a reference to its component)."""
+        return dict(self._keyed[kind])
+
+    def query_parameters(self, model: type[BaseModel]) -> list[dict[str, Any]]:
+        """The query parameters a query model's fields describe, in order."""
+        definition = self._queries[model]
+        required = set(definition.get("required", ()))
+        parameters = []
+        for name, field in definition["properties"].items():
+            schema = dict(field)
+            described: dict[str, Any] = {
+                "name": name,
+                "in": "query",
+                "description": schema.pop("description", ""),
+                "required": name in required,
+            }
+            if name not in required:
+                described["allowEmptyValue"] = True  # an empty value counts as absent
+            described["schema"] = _without_null(schema)
+            parameters.append(described)
+        return parameters
 
 
-_ID: Final = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": MAX_ID_LENGTH,
-    "pattern": NOT_BLANK,
-}
-_ITEM = _object(
-    {
-        "id": {"type": "string"},
-        "name": {"type": "string"},
-        "categories": {"type": "array", "items": {"type": "string"}},
-        "city": _NULLABLE_STRING,
-    },
-    ["id", "name", "categories", "city"],
-)
-_OBJECT_INFO = _object(
-    {
-        "key": {"type": "string"},
-        "size": {"type": "integer"},
-        "etag": {"type": "string"},
-        "last_modified": {"type": "string", "format": "date-time"},
-        "version_id": _NULLABLE_STRING,
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-    ["key", "size", "etag", "last_modified", "version_id", "metadata"],
-)
-_STATES = ["loaded", "not_trained", "failed", "stale", "trained_not_persisted"]
-_MODEL_STATUS = _object(
-    {
-        "name": {"type": "string"},
-        "state": {"type": "string", "enum": _STATES},
-        "reason": _NULLABLE_STRING,
-        "trained_at": _NULLABLE_STRING,
-        "checksum": _NULLABLE_STRING,
-        "artifact": {**_ref("ObjectInfo"), "nullable": True},
-        "load_seconds": {"type": "number", "nullable": True},
-        "last_error": _NULLABLE_STRING,
-        "components": {"type": "object", "additionalProperties": {"type": "string"}},
-        "header": {"type": "object", "nullable": True},
-    },
-    ["name", "state", "reason", "trained_at", "checksum", "artifact", "last_error"],
-)
-_JOB = _object(
-    {
-        "job_id": {"type": "string"},
-        "models": {"type": "array", "items": {"type": "string"}},
-        "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": {"type": "string", "format": "date-time", "nullable": True},
-        "finished_at": {"type": "string", "format": "date-time", "nullable": True},
-        "seconds": {"type": "object", "additionalProperties": {"type": "number"}},
-        "error": _NULLABLE_STRING,
-        "persisted": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-    ["job_id", "models", "status", "started_at", "finished_at", "seconds", "error"],
-)
-_MODELS_BY_NAME = {"type": "object", "additionalProperties": _ref("ModelStatus")}
-
-SCHEMAS: Final[dict[str, Any]] = {
-    "Error": _object(
-        {
-            "error": {"type": "string", "description": "Machine-readable code."},
-            "message": {"type": "string", "description": "What was wrong and what to do."},
-            "parameter": {"type": "string", "description": "The parameter at fault (400)."},
-            "model": {"description": "The model concerned (503 model_not_trained)."},
-            "job_id": {"type": "string", "description": "The running job (409)."},
-        },
-        ["error", "message"],
-    ),
-    "Health": _object({"status": {"type": "string", "enum": ["ok"]}}, ["status"]),
-    "Ready": _object(
-        {
-            "ready": {"type": "boolean"},
-            "models": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-        ["ready", "models"],
-    ),
-    "NotReady": _object(
-        {
-            "error": {"type": "string"},
-            "message": {"type": "string"},
-            "ready": {"type": "boolean"},
-            "models": {"type": "object", "additionalProperties": {"type": "string"}},
-            "missing": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-        ["error", "message", "ready", "models", "missing"],
-    ),
-    "Item": _ITEM,
-    "ScoredItem": {"allOf": [_ref("Item"), _object({"score": {"type": "number"}}, ["score"])]},
-    "Recommendations": _object(
-        {
-            "user_id": _NULLABLE_STRING,
-            "algorithm": {"type": "string", "enum": ["content", "collaborative", "hybrid"]},
-            "model_version": {"type": "string"},
-            "cold_start": {"type": "boolean"},
-            "items": {"type": "array", "items": _ref("ScoredItem")},
-        },
-        ["user_id", "algorithm", "model_version", "cold_start", "items"],
-    ),
-    "SimilarItems": _object(
-        {
-            "item": _ref("Item"),
-            "algorithm": {"type": "string"},
-            "model_version": {"type": "string"},
-            "items": {"type": "array", "items": _ref("ScoredItem")},
-        },
-        ["item", "algorithm", "model_version", "items"],
-    ),
-    "RatingsRequest": _object(
-        {
-            "ratings": {
-                "type": "array",
-                "maxItems": 1000,
-                "items": _object(
-                    {
-                        "item_id": {
-                            "anyOf": [_ID, {"type": "integer"}],
-                            "description": "An item id; a whole number is read as its digits.",
-                        },
-                        "rating": {"type": "number", "minimum": 0, "maximum": 1000},
-                    },
-                    ["item_id", "rating"],
-                ),
-            },
-            # null (and "" for the algorithm) mean the same as leaving the field out.
-            "algorithm": {
-                "type": "string",
-                "enum": ["", "content", "collaborative", "hybrid"],
-                "nullable": True,
-            },
-            "limit": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 100,
-                "default": 10,
-                "nullable": True,
-            },
-            "lambda": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
-        },
-        ["ratings"],
-    ),
-    "ObjectInfo": _OBJECT_INFO,
-    "ModelStatus": _MODEL_STATUS,
-    "Job": _JOB,
-    "JobAccepted": _object(
-        {
-            "job_id": {"type": "string"},
-            "status": {"type": "string"},
-            "models": {"type": "array", "items": {"type": "string"}},
-            "links": _object({"self": {"type": "string"}}, ["self"]),
-        },
-        ["job_id", "status", "links"],
-    ),
-    "Status": _object(
-        {
-            "models": _MODELS_BY_NAME,
-            "storage": _object(
-                {
-                    "backend": {"type": "string", "enum": ["s3", "local"]},
-                    "bucket": _NULLABLE_STRING,
-                    "prefix": {"type": "string"},
-                    "endpoint": _NULLABLE_STRING,
-                    "location": {"type": "string"},
-                    "reachable": {"type": "boolean"},
-                    "error": _NULLABLE_STRING,
-                },
-                ["backend", "bucket", "prefix", "location", "reachable", "error"],
-            ),
-            "job": {**_ref("Job"), "nullable": True},
-            "unfinished_publish": {
-                **_object(
-                    {
-                        "set_id": {"type": "string"},
-                        "started_at": {"type": "string", "format": "date-time"},
-                        "models": {"type": "array", "items": {"type": "string"}},
-                        "held_back": {"type": "array", "items": {"type": "string"}},
-                    },
-                    ["set_id", "started_at", "models", "held_back"],
-                ),
-                "nullable": True,
-            },
-        },
-        ["models", "storage", "job", "unfinished_publish"],
-    ),
-    "ReloadResult": _object(
-        {"reloaded": {"type": "array", "items": {"type": "string"}}, "models": _MODELS_BY_NAME},
-        ["reloaded", "models"],
-    ),
-    "Versions": _object(
-        {"model": {"type": "string"}, "versions": {"type": "array", "items": _ref("ObjectInfo")}},
-        ["model", "versions"],
-    ),
-    "RollbackRequest": _object(
-        {"version_id": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NOT_BLANK}},
-        ["version_id"],
-    ),
-    "RollbackResult": _object(
-        {"model": _ref("ModelStatus"), "version_id": {"type": "string"}}, ["model", "version_id"]
-    ),
-}
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without the null that stands for "absent" in its model."""
+    branches = schema.get("anyOf")
+    if branches is None or _NULL not in branches:
+        return schema
+    rest = [branch for branch in branches if branch != _NULL]
+    kept = {key: value for key, value in schema.items() if key != "anyOf"}
+    if "default" in kept and kept["default"] is None:
+        del kept["default"]
+    return {**rest[0], **kept} if len(rest) == 1 else {**kept, "anyOf": rest}
 
 
-def _parameter(parameter: Parameter) -> dict[str, Any]:
-    described = {
+def _path_parameter(parameter: PathParameter) -> dict[str, Any]:
+    return {
         "name": parameter.name,
-        "in": parameter.location,
+        "in": "path",
         "description": parameter.description,
-        "required": parameter.required,
-        "schema": dict(parameter.schema),
+        "required": True,
+        "schema": TypeAdapter(parameter.type).json_schema(schema_generator=_Generator),
     }
-    if parameter.allow_empty:
-        described["allowEmptyValue"] = True
-    return described
 
 
-def _response(description: str, schema: str | None, route: RouteSpec) -> dict[str, Any]:
-    if schema is None:
-        media = "text/plain" if route.name == "metrics" else "application/json"
-        return {"description": description, "content": {media: {"schema": {}}}}
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+def _response(description: str, schema: dict[str, Any], media: str) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
 
 
-def _operation(route: RouteSpec) -> dict[str, Any]:
+def _operation(route: RouteSpec, components: _Components) -> dict[str, Any]:
+    error = components.of(ErrorBody)
     responses = {
-        str(status): _response(text, schema, route)
-        for status, (text, schema) in sorted(route.responses.items())
+        str(status): _response(
+            text,
+            components.of(kind) if kind is not None else {},
+            "application/json" if kind is not None else route.media,
+        )
+        for status, (text, kind) in sorted(route.responses.items())
     }
-    if route.parameters or route.body:
-        responses.setdefault("400", _response("A parameter is missing or wrong.", "Error", route))
+    parameters = [_path_parameter(p) for p in route.path_parameters]
+    if route.query is not None:
+        parameters += components.query_parameters(route.query)
+    if parameters or route.body:
+        responses.setdefault(
+            "400", _response("A parameter is missing or wrong.", error, "application/json")
+        )
     if route.admin:
-        responses["401"] = _response("The admin token is missing or wrong.", "Error", route)
-    responses["default"] = _response("Any other error, as JSON.", "Error", route)
+        responses["401"] = _response(
+            "The admin token is missing or wrong.", error, "application/json"
+        )
+    responses["default"] = _response("Any other error, as JSON.", error, "application/json")
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,
@@ -272,34 +151,33 @@ def _operation(route: RouteSpec) -> dict[str, Any]:
     }
     if route.description:
         operation["description"] = route.description
-    if route.parameters:
-        operation["parameters"] = [_parameter(p) for p in route.parameters]
-    if route.body:
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(route.body)}},
+            "content": {"application/json": {"schema": components.of(route.body)}},
         }
     if route.admin:
         operation["security"] = [{"adminToken": []}]
     return operation
 
 
-def _page_operation(page: PageSpec, method: str) -> dict[str, Any]:
+def _page_operation(page: PageSpec, method: str, components: _Components) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": page.name if method == "GET" else f"{page.name}_{method.lower()}",
         "summary": page.summary,
         "tags": ["dashboard"],
         "responses": {
-            "200": {"description": "The file.", "content": {page.media: {"schema": {}}}},
+            "200": _response("The file.", {}, page.media),
             "304": {"description": "Unchanged since the ETag sent in If-None-Match."},
-            "default": {
-                "description": "Any other error, as JSON.",
-                "content": {"application/json": {"schema": _ref("Error")}},
-            },
+            "default": _response(
+                "Any other error, as JSON.", components.of(ErrorBody), "application/json"
+            ),
         },
     }
-    if page.parameters:
-        operation["parameters"] = [_parameter(p) for p in page.parameters]
+    if page.path_parameters:
+        operation["parameters"] = [_path_parameter(p) for p in page.path_parameters]
     return operation
 
 
@@ -309,7 +187,7 @@ def build_document(
     *,
     version: str = "0.1.0",
 ) -> dict[str, Any]:
-    """Return the OpenAPI 3 document of ``routes`` and the dashboard ``pages``.
+    """Return the OpenAPI 3.1 document of ``routes`` and the dashboard ``pages``.
 
     Parameters
     ----------
@@ -320,12 +198,15 @@ def build_document(
     version : str
         The API version written in ``info``.
     """
+    routes = list(routes)
+    components = _Components(routes)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, components)
     for page in pages:
         for method in page.methods:
-            paths.setdefault(page.path, {})[method.lower()] = _page_operation(page, method)
+            operation = _page_operation(page, method, components)
+            paths.setdefault(page.path, {})[method.lower()] = operation
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -337,7 +218,7 @@ def build_document(
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": components.schemas,
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         },
     }

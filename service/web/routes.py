@@ -1,26 +1,52 @@
-"""The URL table: every route with its handler, access policy and what the OpenAPI document says.
+"""The URL table: every route with its handler, access policy, inputs and answers.
 
 :func:`add_routes` registers :data:`ROUTES` and the dashboard on an application;
-:mod:`service.web.openapi` builds the document from :data:`ROUTES` and :data:`PAGES`, so the two
-cannot drift apart (a test compares the document with the router).
+:mod:`service.web.openapi` generates the document from :data:`ROUTES`, :data:`PAGES` and the
+types they name (the query and body models that validate the requests, the types that write the
+answers), so neither the routes nor the schemas can drift from it (a test compares the document
+with the router).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from service.serving.trainer import JobReport
 from service.web import views
 from service.web.dashboard import add_dashboard_routes
+from service.web.responses import (
+    ErrorBody,
+    Health,
+    JobAccepted,
+    NotReady,
+    Ready,
+    Recommendations,
+    ReloadResult,
+    RollbackNotServed,
+    RollbackResult,
+    SimilarItems,
+    Status,
+    Versions,
+)
+from service.web.schemas import (
+    CLIENT_MAX_SIZE,
+    ModelName,
+    RatingsRequest,
+    RecommendationsQuery,
+    RollbackRequest,
+    SimilarQuery,
+)
 
 __all__ = [
     "PAGES",
     "ROUTES",
     "PageSpec",
-    "Parameter",
+    "PathParameter",
     "RouteSpec",
     "add_routes",
     "admin_route_names",
@@ -28,21 +54,21 @@ __all__ = [
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Answers = Mapping[int, tuple[str, Any]]
+"""Status -> (description, the answer's type in :mod:`service.web.responses` or None)."""
 
 
 @dataclass(frozen=True)
-class Parameter:
-    """A path or query parameter, as OpenAPI describes it.
+class PathParameter:
+    """A parameter in the path; ``type`` (an annotation) is what the document says it holds.
 
-    ``allow_empty`` marks a query parameter whose empty value (``?limit=``) counts as absent.
+    The handlers do not validate path parameters: they hand them to the domain, which answers
+    an unknown model, job or item with a 404 naming it.
     """
 
     name: str
-    location: Literal["path", "query"]
     description: str
-    schema: Mapping[str, Any]
-    required: bool = False
-    allow_empty: bool = False
+    type: Any = str
 
 
 @dataclass(frozen=True)
@@ -55,10 +81,16 @@ class RouteSpec:
         Needs the admin token (when one is configured).
     public : bool
         A read route browsers on the allowed origins may call (CORS).
-    body : str or None
-        Name of the request body's schema in the OpenAPI components.
-    responses : mapping of int to (description, schema name or None)
-        The statuses the route answers besides the errors every route shares.
+    query : pydantic model or None
+        The model that validates the query string; its fields are the query parameters.
+    body : pydantic model or None
+        The model that validates the JSON request body.
+    responses : mapping of int to (description, type or None)
+        The statuses the route answers besides the errors every route shares, with the type
+        in :mod:`service.web.responses` that writes each answer (None: no schema, see
+        ``media``).
+    media : str
+        The media type of an answer without a type.
     """
 
     method: str
@@ -67,12 +99,14 @@ class RouteSpec:
     handler: Handler
     summary: str
     tag: str
-    responses: Mapping[int, tuple[str, str | None]]
+    responses: Answers
     admin: bool = False
     public: bool = False
-    parameters: tuple[Parameter, ...] = ()
-    body: str | None = None
+    path_parameters: tuple[PathParameter, ...] = ()
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
     description: str = ""
+    media: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -84,148 +118,105 @@ class PageSpec:
     name: str
     summary: str
     media: str
-    parameters: tuple[Parameter, ...] = ()
+    path_parameters: tuple[PathParameter, ...] = ()
 
 
-_ALGORITHM = Parameter(
-    "algorithm",
-    "query",
-    "Which model answers: content, collaborative or hybrid.",
-    {"type": "string", "enum": list(views.ALGORITHMS), "default": views.DEFAULT_ALGORITHM},
-    allow_empty=True,
-)
-_LIMIT = Parameter(
-    "limit",
-    "query",
-    "How many items to return.",
-    {"type": "integer", "minimum": 1, "maximum": views.MAX_LIMIT, "default": views.DEFAULT_LIMIT},
-    allow_empty=True,
-)
-_LAMBDA = Parameter(
-    "lambda",
-    "query",
-    "MMR trade-off of the hybrid, from 0 (diverse) to 1 (most relevant); other algorithms "
-    "ignore it.",
-    {"type": "number", "minimum": 0, "maximum": 1},
-    allow_empty=True,
-)
-_MODEL = Parameter(
-    "name",
-    "path",
-    "Model name: content_based, collaborative or hybrid.",
-    {"type": "string", "enum": ["content_based", "collaborative", "hybrid"]},
-    required=True,
-)
+_MODEL = PathParameter("name", "The model.", ModelName)
+_NOT_TRAINED = ("The model is not trained.", ErrorBody)
+_UNKNOWN_MODEL = ("Unknown model.", ErrorBody)
+_BUSY = ("A job is running.", ErrorBody)
+_STORAGE_DOWN = ("Storage unavailable.", ErrorBody)
 
 ROUTES: Final[tuple[RouteSpec, ...]] = (
     RouteSpec(
         "GET", "/healthz", "healthz", views.healthz, "Liveness: the process answers.", "operations",
-        {200: ("Alive.", "Health")}, public=True,
+        {200: ("Alive.", Health)}, public=True,
     ),
     RouteSpec(
         "GET", "/readyz", "readyz", views.readyz,
         "Readiness: 200 only while the three models are loaded.", "operations",
-        {200: ("Every model is loaded.", "Ready"), 503: ("Some model is not loaded.", "NotReady")},
+        {200: ("Every model is loaded.", Ready), 503: ("Some model is not loaded.", NotReady)},
     ),
     RouteSpec(
         "GET", "/metrics", "metrics", views.metrics, "Prometheus metrics.", "operations",
-        {200: ("Prometheus text exposition.", None)},
+        {200: ("Prometheus text exposition.", None)}, media="text/plain",
     ),
     RouteSpec(
         "GET", "/api/openapi.json", "openapi", views.openapi, "This document.", "operations",
-        {200: ("The OpenAPI 3 document.", None)},
+        {200: ("The OpenAPI document.", None)},
     ),
     RouteSpec(
         "GET", "/api/ml/status", "status", views.status,
         "Every model's state and stored artifact, the storage and the running job.", "models",
-        {200: ("Status.", "Status")},
+        {200: ("Status.", Status)},
     ),
     RouteSpec(
         "POST", "/api/ml/train-all", "train_all", views.train_all,
         "Train the three models in the background (the hybrid last).", "models",
-        {202: ("Job accepted.", "JobAccepted"), 409: ("A job is running.", "Error")},
+        {202: ("Job accepted.", JobAccepted), 409: _BUSY},
         admin=True,
     ),
     RouteSpec(
         "POST", "/api/ml/train/{model}", "train_model", views.train_model,
         "Train one model in the background.", "models",
-        {202: ("Job accepted.", "JobAccepted"), 404: ("Unknown model.", "Error"),
-         409: ("A job is running.", "Error")},
+        {202: ("Job accepted.", JobAccepted), 404: _UNKNOWN_MODEL, 409: _BUSY},
         admin=True,
-        parameters=(
-            Parameter("model", "path", _MODEL.description, _MODEL.schema, required=True),
-        ),
+        path_parameters=(PathParameter("model", _MODEL.description, _MODEL.type),),
         description="Retraining content_based or collaborative alone leaves the hybrid stale "
         "until it is retrained.",
     ),
     RouteSpec(
         "GET", "/api/ml/jobs/{job_id}", "job", views.job, "A training job's progress.", "models",
-        {200: ("The job.", "Job"), 404: ("Unknown job.", "Error")},
-        parameters=(Parameter("job_id", "path", "Job id.", {"type": "string"}, required=True),),
+        {200: ("The job.", JobReport), 404: ("Unknown job.", ErrorBody)},
+        path_parameters=(PathParameter("job_id", "Job id."),),
     ),
     RouteSpec(
         "POST", "/api/ml/reload", "reload", views.reload,
         "Check the store for new artifact versions now and load them.", "models",
-        {200: ("What was reloaded.", "ReloadResult"), 503: ("Storage unavailable.", "Error")},
+        {200: ("What was reloaded.", ReloadResult), 503: _STORAGE_DOWN},
         admin=True,
     ),
     RouteSpec(
         "GET", "/api/ml/models/{name}/versions", "versions", views.versions,
         "The stored versions of a model's artifact, newest first.", "models",
-        {200: ("Versions.", "Versions"), 404: ("Unknown model.", "Error"),
-         503: ("Storage unavailable.", "Error")},
-        parameters=(_MODEL,),
+        {200: ("Versions.", Versions), 404: _UNKNOWN_MODEL, 503: _STORAGE_DOWN},
+        path_parameters=(_MODEL,),
     ),
     RouteSpec(
         "POST", "/api/ml/models/{name}/rollback", "rollback", views.rollback,
         "Make a stored version current again and serve it.", "models",
-        {200: ("The model now serving.", "RollbackResult"),
-         404: ("Unknown model or version.", "Error"),
-         422: ("The version was restored but cannot be served.", "Error"),
-         503: ("Storage unavailable.", "Error")},
+        {200: ("The model now serving.", RollbackResult),
+         404: ("Unknown model or version.", ErrorBody),
+         422: ("The version was restored but cannot be served.", RollbackNotServed),
+         503: _STORAGE_DOWN},
         admin=True,
-        parameters=(_MODEL,),
-        body="RollbackRequest",
+        path_parameters=(_MODEL,),
+        body=RollbackRequest,
     ),
     RouteSpec(
         "GET", "/api/frontend/recommendations", "recommendations", views.recommendations,
         "Recommendations for a user (popular items for a user the model never saw).",
         "recommendations",
-        {200: ("Recommendations.", "Recommendations"),
-         503: ("The model is not trained.", "Error")},
+        {200: ("Recommendations.", Recommendations), 503: _NOT_TRAINED},
         public=True,
-        parameters=(
-            Parameter(
-                "user_id", "query", "The user.",
-                {
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": views.MAX_ID_LENGTH,
-                    "pattern": views.NOT_BLANK,
-                },
-                required=True,
-            ),
-            _ALGORITHM, _LIMIT, _LAMBDA,
-        ),
+        query=RecommendationsQuery,
     ),
     RouteSpec(
         "POST", "/api/recommendations", "recommend_for_ratings", views.recommend_for_ratings,
         "Recommendations for a visitor's ratings, without retraining.", "recommendations",
-        {200: ("Recommendations.", "Recommendations"), 404: ("Unknown item.", "Error"),
-         413: ("Body over 1 MiB.", "Error"), 503: ("The model is not trained.", "Error")},
+        {200: ("Recommendations.", Recommendations), 404: ("Unknown item.", ErrorBody),
+         413: (f"Body over {CLIENT_MAX_SIZE} bytes.", ErrorBody), 503: _NOT_TRAINED},
         public=True,
-        body="RatingsRequest",
+        body=RatingsRequest,
     ),
     RouteSpec(
         "GET", "/api/items/{id}/similar", "similar_items", views.similar_items,
         "The items most similar to one item.", "recommendations",
-        {200: ("Similar items.", "SimilarItems"), 404: ("Unknown item.", "Error"),
-         503: ("The model is not trained.", "Error")},
+        {200: ("Similar items.", SimilarItems), 404: ("Unknown item.", ErrorBody),
+         503: _NOT_TRAINED},
         public=True,
-        parameters=(
-            Parameter("id", "path", "Item id.", {"type": "string"}, required=True),
-            _ALGORITHM, _LIMIT,
-        ),
+        path_parameters=(PathParameter("id", "Item id."),),
+        query=SimilarQuery,
     ),
 )  # fmt: skip
 
@@ -239,7 +230,7 @@ PAGES: Final[tuple[PageSpec, ...]] = (
         "dashboard_static",
         "A file the dashboard page loads (stylesheet, script, image).",
         "*/*",
-        (Parameter("name", "path", "File name.", {"type": "string"}, required=True),),
+        (PathParameter("name", "File name."),),
     ),
 )
 

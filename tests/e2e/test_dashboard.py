@@ -109,6 +109,32 @@ def recommendations(service: ServiceProcess, user: str, algorithm: str, lam: str
     return service.json("GET", f"/api/frontend/recommendations?{query}")
 
 
+def shown(value: float) -> str:
+    """A number as the page writes it (``formatNumber``): whole, or with three decimals."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def point_titles(page: Browser) -> list[str]:
+    """The titles of the chart's points (``#<version> <metric> <value>``)."""
+    found: list[str] = page.js(
+        "return [...document.querySelectorAll('#chart circle title')].map(t => t.textContent)"
+    )
+    return found
+
+
+def chart_points(versions: list[dict[str, Any]]) -> set[str]:
+    """The point titles the chart must show for ``versions`` (newest first, as the API lists
+    them): NDCG@10 and coverage of each version that records them, numbered oldest first."""
+    titles = set()
+    for number, version in enumerate(reversed(versions), start=1):
+        if version["ndcg_at_10"] is not None:
+            titles.add(f"#{number} NDCG@10 {shown(version['ndcg_at_10'])}")
+        coverage = version["decoded"]["metrics"].get("coverage")
+        if coverage is not None:
+            titles.add(f"#{number} coverage {shown(coverage)}")
+    return titles
+
+
 def api_error_line(answer: tuple[int, Any]) -> str:
     """How the page must show an API error: status, error code and message as given."""
     status, body = answer
@@ -230,7 +256,11 @@ def test_train_all_from_nothing_trained(
         assert served["checksum"][:12] in row["version"]
         assert served["artifact"]["etag"][:10] in row["version"]
         assert row["trained_at"] == served["trained_at"]
-        assert "none recorded" in row["text"]  # the service's own training records no metrics
+        # The intended change of item 8: the dashboard's training records the holdout metrics.
+        recorded = served["artifact"]["decoded"]["metrics"]  # intended change (item 8)
+        assert served["artifact"]["ndcg_at_10"] == recorded["ndcg_at_10"]  # intended (item 8)
+        for metric, value in recorded.items():  # intended change (item 8)
+            assert f"{metric} {shown(value)}" in row["text"]  # intended change (item 8)
     # Kept for the tab: the next admin action does not ask again.
     assert page.js(f"return sessionStorage.getItem('{TOKEN_KEY}')") == ADMIN_TOKEN
     page.screenshot(shots / "05-loaded.png", full_page=True)
@@ -369,9 +399,12 @@ def test_chart_plots_the_metrics_the_versions_recorded(
     page.reload()
     page.select("#versions-model", "collaborative")
     page.wait_for(lambda: version_items(page), "the collaborative versions")
-    assert "no metrics recorded yet" in page.text("#chart").lower()
-    assert page.js("return document.querySelectorAll('#chart svg').length") == 0
-    before = len(service.json("GET", "/api/ml/models/collaborative/versions")["versions"])
+    trained = service.json("GET", "/api/ml/models/collaborative/versions")["versions"]
+    before = len(trained)
+    # The intended change of item 8: trainings record metrics, so the chart already plots them.
+    points = chart_points(trained)  # intended change (item 8)
+    assert points  # intended change (item 8)
+    assert set(point_titles(page)) == points  # intended change (item 8)
 
     recorded = [{"ndcg@10": 0.21, "coverage": 0.48}, {"ndcg@10": 0.26, "coverage": 0.55}]
     asyncio.run(publish_with_metrics(s3_server, bucket, "collaborative", recorded))
@@ -380,6 +413,8 @@ def test_chart_plots_the_metrics_the_versions_recorded(
     assert "metric-ndcg.4010" in versions[0]["metadata"]
 
     page.click("#refresh")
+    # Intended change (item 8): the chart is drawn already, so wait for the new versions.
+    page.wait_for(lambda: len(version_items(page)) == len(versions), "the published versions")
     page.wait_for(lambda: page.visible("#chart svg"), "the chart")
     titles = page.js(
         "return [...document.querySelectorAll('#chart circle title')].map(t => t.textContent)"
@@ -389,8 +424,8 @@ def test_chart_plots_the_metrics_the_versions_recorded(
         number = before + offset + 1
         expected.add(f"#{number} NDCG@10 {metrics['ndcg@10']:.3f}")
         expected.add(f"#{number} coverage {metrics['coverage']:.3f}")
-    assert set(titles) == expected
-    # One line per metric, drawn through its two points; the older versions have no points.
+    assert set(titles) == points | expected  # intended change (item 8): the trained ones too
+    # One line per metric, drawn through the points of the trained and the published versions.
     assert page.js("return document.querySelectorAll('#chart polyline').length") == 2
     label = page.js("return document.querySelector('#chart svg').getAttribute('aria-label')")
     last = recorded[-1]

@@ -191,39 +191,11 @@ function shortId(id) {
   return id.length <= 12 ? id : `…${id.slice(-8)}`;
 }
 
-function decode(text) {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
-
-/** Metadata value as written by service/artifacts/metadata.py to_metadata (percent-encoded). */
-function metaValue(metadata, key) {
-  const raw = metadata ? metadata[key] : undefined;
-  return typeof raw === "string" ? decode(raw) : null;
-}
-
-/**
- * The metrics recorded in an artifact's metadata: keys ``metric-<name>`` where each byte of
- * the name outside [a-z0-9_-] is written ``.xx`` (``ndcg@10`` -> ``metric-ndcg.4010``).
- */
-function metricsFromMetadata(metadata) {
-  const found = {};
-  for (const [key, raw] of Object.entries(metadata || {})) {
-    if (!key.startsWith("metric-")) continue;
-    const name = decode(key.slice("metric-".length).replaceAll(".", "%"));
-    const value = Number.parseFloat(decode(raw));
-    if (Number.isFinite(value)) found[name] = value;
-  }
-  return found;
-}
-
+/** The metrics a model's artifact records: its header's, else its stored metadata's (decoded). */
 function metricsOfModel(model) {
   const fromHeader = model.header && model.header.metrics;
   if (fromHeader && Object.keys(fromHeader).length) return fromHeader;
-  return metricsFromMetadata(model.artifact && model.artifact.metadata);
+  return model.artifact ? model.artifact.decoded.metrics : {};
 }
 
 function metricList(metrics) {
@@ -234,11 +206,6 @@ function metricList(metrics) {
     { class: "metrics" },
     ...names.map((name) => el("li", {}, `${name} `, el("b", {}, formatNumber(metrics[name])))),
   );
-}
-
-function ndcg(metrics) {
-  for (const name of ["ndcg_at_10", "ndcg@10", "ndcg"]) if (Number.isFinite(metrics[name])) return metrics[name];
-  return null;
 }
 
 function coverage(metrics) {
@@ -591,9 +558,10 @@ function renderVersions(name, versions) {
 }
 
 function versionItem(name, version, number, index, served, versions) {
-  const meta = version.metadata || {};
-  const sha = metaValue(meta, "sha256");
-  const trainedAt = metaValue(meta, "trained-at");
+  // The service decodes the stored metadata (version.decoded); the raw form is not read here.
+  const decoded = version.decoded;
+  const sha = decoded.sha256;
+  const trainedAt = decoded.trained_at;
   const serving =
     served !== null &&
     (version.version_id ? version.version_id === served.version_id : version.etag === served.etag);
@@ -616,7 +584,7 @@ function versionItem(name, version, number, index, served, versions) {
   if (version.version_id)
     facts.push(el("span", { title: version.version_id }, `id ${shortId(version.version_id)}`));
 
-  const metrics = metricsFromMetadata(meta);
+  const metrics = decoded.metrics;
   const parts = [
     el("div", { class: "version-head" }, ...head),
     el("div", { class: "facts" }, ...facts),
@@ -683,10 +651,11 @@ function niceMax(value) {
 function renderChart(name, versions) {
   const body = $("chart-body");
   const oldestFirst = versions.slice().reverse();
-  const points = oldestFirst.map((version, index) => {
-    const metrics = metricsFromMetadata(version.metadata);
-    return { number: index + 1, ndcg: ndcg(metrics), coverage: coverage(metrics) };
-  });
+  const points = oldestFirst.map((version, index) => ({
+    number: index + 1,
+    ndcg: Number.isFinite(version.ndcg_at_10) ? version.ndcg_at_10 : null,
+    coverage: coverage(version.decoded.metrics),
+  }));
   const series = [
     { key: "ndcg", label: "NDCG@10", css: "s-ndcg" },
     { key: "coverage", label: "coverage", css: "s-coverage" },
@@ -697,7 +666,7 @@ function renderChart(name, versions) {
       el(
         "p",
         { class: "chart-empty muted" },
-        `No metrics recorded yet for ${name}: its stored versions carry no NDCG@10 or coverage (the wisata-retrain job records them).`,
+        `No metrics recorded yet for ${name}: its stored versions carry no NDCG@10 or coverage (each training records them).`,
       ),
     );
     return;
