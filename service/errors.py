@@ -37,7 +37,15 @@ __all__ = [
     "UnsupportedFormat",
     "WisataError",
     "WrongModel",
+    "first_line",
 ]
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name if it has none), for quoting."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
 
 #: How to train, for an operator reading a refusal in a log, a CLI or an HTTP answer.
 TRAIN_HINT = "train it with POST /api/ml/train-all (or the wisata-retrain job)"

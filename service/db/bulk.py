@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.db.location import Database
 from service.db.schema import CATEGORY_SEPARATOR, ITEMS, RATINGS, missing_tables, watch_sqlite
-from service.errors import DatasetError
+from service.errors import DatasetError, first_line
 
 __all__ = [
     "Tables",
@@ -295,8 +295,7 @@ def _copy_upsert(
 
 
 def _failed(database: Database, error: Exception) -> str:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return (
-        f"cannot use {database.describe()} ({first}); check WISATA_DATA, that the database "
-        "server is running, and that wisata-db init created the tables"
+        f"cannot use {database.describe()} ({first_line(error)}); check WISATA_DATA, that "
+        "the database server is running, and that wisata-db init created the tables"
     )

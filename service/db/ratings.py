@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from service.db.bulk import as_utc
 from service.db.location import Database
 from service.db.schema import ITEMS, METADATA, RATINGS, sqlite_pragmas
-from service.errors import DatabaseNotReady, DatabaseUnavailable, UnknownItemError
+from service.errors import DatabaseNotReady, DatabaseUnavailable, UnknownItemError, first_line
 
 __all__ = ["TIMEOUT", "NewRating", "RatingsStore", "StoredRating"]
 
@@ -200,7 +200,7 @@ class RatingsStore:
             ) from None
         except SQLAlchemyError as e:
             raise DatabaseUnavailable(
-                f"{self.database.describe()} failed ({_first_line(e)}); nothing was written; "
+                f"{self.database.describe()} failed ({first_line(e)}); nothing was written; "
                 "retry later"
             ) from e
 
@@ -223,8 +223,3 @@ def _stored(row: Row[Any]) -> StoredRating:
 
 def _table_names(connection: Connection) -> list[str]:
     return list(inspect(connection).get_table_names())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

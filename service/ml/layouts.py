@@ -27,7 +27,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from service.errors import DatasetError
+from service.errors import DatasetError, first_line
 
 __all__ = [
     "LAYOUTS",
@@ -160,7 +160,7 @@ class _Reader:
             raise DatasetError(f"{path}: the file is empty; expected a header and rows") from e
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise DatasetError(
-                f"{path}: cannot parse the CSV ({_first_line(e)}); fix that row"
+                f"{path}: cannot parse the CSV ({first_line(e)}); fix that row"
             ) from e
         frame.columns = [str(c).strip() for c in frame.columns]
         missing = [c for c in required if c not in frame.columns]
@@ -302,10 +302,6 @@ def _read_movielens(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.
 
 
 _READERS: Final = {"wisata": _read_wisata, "tourism": _read_tourism, "movielens": _read_movielens}
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _line(position: int) -> int:

@@ -17,12 +17,10 @@ verifies, hands the artifacts to it and serves what it published.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
 from service.artifacts import ArtifactError, ArtifactHeader
@@ -38,6 +36,7 @@ from service.serving.events import Events, LoadFailed, ModelLoaded, ModelReloade
 from service.serving.journal import Survey, UnfinishedPublish, artifact_key, survey
 from service.serving.loader import ArtifactLoader
 from service.serving.publisher import Progress, Publisher
+from service.serving.slot import Slot
 from service.serving.status import ModelState, ModelStatus, staleness, summary_lines
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
@@ -52,19 +51,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _SUB_MODELS = (ContentBased.name, Collaborative.name)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """One model as served; replaced whole on every change."""
-
-    model: Recommender | None = None
-    header: ArtifactHeader | None = None
-    artifact: ObjectInfo | None = None
-    state: ModelState = ModelState.NOT_TRAINED
-    reason: str | None = "no artifact in the store yet"
-    load_seconds: float | None = None
-    last_error: str | None = None
 
 
 class Registry:
@@ -87,7 +73,7 @@ class Registry:
         self.events = events if events is not None else Events()
         self.publisher = Publisher(store, self.events)
         self._loader = ArtifactLoader(store, key)
-        self._slots: dict[str, _Slot] = {name: _Slot() for name in MODEL_NAMES}
+        self._slots: dict[str, Slot] = {name: Slot() for name in MODEL_NAMES}
         self._lock = asyncio.Lock()
         self.loaded_once = False
         self._unfinished: UnfinishedPublish | None = None
@@ -121,19 +107,13 @@ class Registry:
             raise ModelNotTrained(name, slot.reason or slot.state.value)
         return slot.model
 
-    def identity(self, name: str) -> str:
-        """What tells two served versions of ``name`` apart: differs whenever answers may.
+    def served(self, name: str) -> Slot:
+        """What serves as ``name`` now (its model may be None, with the reason)."""
+        return self._slot(name)
 
-        The payload checksum; for the hybrid, a digest of its own checksum and its sub-models'
-        (retrained on new ratings, its own bytes may stay the same). ``""`` when nothing serves.
-        """
-        header = self._slot(name).header
-        if header is None:
-            return ""
-        if not header.parents:
-            return header.payload_sha256
-        parts = [header.payload_sha256, *(f"{n}={c}" for n, c in sorted(header.parents.items()))]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    def identity(self, name: str) -> str:
+        """What tells two served versions of ``name`` apart (see :meth:`Slot.identity`)."""
+        return self._slot(name).identity()
 
     def version(self, name: str) -> str:
         """Short version of the served model, as answers show it: the start of its identity."""
@@ -142,27 +122,6 @@ class Registry:
     def header(self, name: str) -> ArtifactHeader | None:
         """The artifact header of the model serving as ``name``, if any."""
         return self._slot(name).header
-
-    def watermark(self, name: str) -> datetime | None:
-        """Up to when the served ``name`` knows the ratings (None when nothing serves).
-
-        The data watermark its artifact records, or for an artifact written before watermarks
-        were recorded, the time it was trained.
-        """
-        header = self._slot(name).header
-        if header is None:
-            return None
-        return datetime.fromisoformat(header.dataset.latest_rating_at or header.trained_at)
-
-    def rating_scale(self, name: str) -> tuple[float, float] | None:
-        """The lowest and highest rating of the data the served ``name`` was trained on."""
-        slot = self._slot(name)
-        if slot.header is not None and slot.header.dataset.rating_scale is not None:
-            return slot.header.dataset.rating_scale
-        if slot.model is None:
-            return None
-        ratings = slot.model.user_items_.data  # an artifact from before scales were recorded
-        return (float(ratings.min()), float(ratings.max())) if ratings.size else None
 
     def status(self) -> dict[str, ModelStatus]:
         """Status of every model, in training order."""
@@ -220,7 +179,7 @@ class Registry:
                     await self._load(name, previous.version_id)
                 else:
                     reason = "its only artifact is from an unfinished publish; train again"
-                    self._set(name, _Slot(reason=reason))
+                    self._set(name, Slot(reason=reason))
             self.loaded_once = True
 
     async def refresh(self) -> list[str]:
@@ -315,13 +274,13 @@ class Registry:
         self._unfinished = found.unfinished()
         return found
 
-    def _slot(self, name: str) -> _Slot:
+    def _slot(self, name: str) -> Slot:
         try:
             return self._slots[name]
         except KeyError:
             raise UnknownModel(name, MODEL_NAMES) from None
 
-    def _set(self, name: str, slot: _Slot) -> None:
+    def _set(self, name: str, slot: Slot) -> None:
         self._slots[name] = slot  # one assignment: requests see the old slot or the new one
 
     async def _retry_hybrid(self) -> bool:
@@ -344,7 +303,7 @@ class Registry:
                 missing = "no artifact in the store yet"
                 if version_id is not None:
                     missing = f"version {version_id} of its artifact is no longer stored"
-                self._set(name, _Slot(reason=missing))
+                self._set(name, Slot(reason=missing))
             return False
         try:
             model, header = await asyncio.to_thread(self._loader.verify, data, name)
@@ -352,7 +311,7 @@ class Registry:
             reason = f"{type(e).__name__}: {e}"
             logger.error("%s: refused artifact %s (etag %s): %s", name, info.key, info.etag, e)
             if slot.model is None:
-                self._set(name, _Slot(state=ModelState.FAILED, reason=reason, last_error=reason))
+                self._set(name, Slot(state=ModelState.FAILED, reason=reason, last_error=reason))
             else:
                 self._set(name, replace(slot, last_error=reason))
             self.events.emit(LoadFailed(name, reason))
@@ -377,7 +336,7 @@ class Registry:
             if problem is not None:
                 slot = self._slots[name]
                 if slot.model is None:
-                    self._set(name, _Slot(state=ModelState.NOT_TRAINED, reason=problem))
+                    self._set(name, Slot(state=ModelState.NOT_TRAINED, reason=problem))
                 else:
                     self._set(name, replace(slot, last_error=problem))
                 logger.warning("hybrid not swapped in: %s", problem)
@@ -387,7 +346,7 @@ class Registry:
         state = ModelState.NOT_PERSISTED if persist_error else ModelState.LOADED
         self._set(
             name,
-            _Slot(
+            Slot(
                 model=model,
                 header=header,
                 artifact=info if info is not None else old,
@@ -418,7 +377,7 @@ class Registry:
             last_error=slot.last_error,
         )
 
-    def _staleness(self, slot: _Slot) -> str | None:
+    def _staleness(self, slot: Slot) -> str | None:
         assert slot.header is not None
         served = {name: checksum for name, (_, checksum) in self.sub_models().items()}
         return staleness(slot.header.parents, served)

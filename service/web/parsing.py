@@ -19,7 +19,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from service.errors import BadParameter
+from service.errors import BadParameter, first_line
 from service.web.schemas import NOT_BLANK
 
 __all__ = ["PARSED_QUERIES", "body", "parse_query", "query"]
@@ -86,7 +86,7 @@ async def body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise BadParameter(
-            "body", f"is not valid JSON ({_first_line(e)}); send {_expected(model, ())}"
+            "body", f"is not valid JSON ({first_line(e)}); send {_expected(model, ())}"
         ) from e
     try:
         return model.model_validate(data)
@@ -208,8 +208,3 @@ def _range(node: Mapping[str, Any]) -> str:
 
 def _one_of(values: list[str]) -> str:
     return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0][:200]
