@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from service.config import Config, ConfigError
+from service.errors import DatabaseNotReady
 from service.web.app import create_app
 from service.web.dashboard import DashboardMissing
 from storage import StorageError
@@ -84,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, StorageError) as e:
         # Cannot listen (port taken, address not local) or cannot open the store at all.
         print(f"error: cannot start on {host}:{port}: {e}", file=sys.stderr)
+        return 1
+    except DatabaseNotReady as e:  # the database answers but has no tables: wisata-db init
+        print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -76,6 +76,11 @@ class Config(BaseSettings):
     admin_token: str | None = Field(
         default=None, repr=False, description="Bearer token of the admin routes."
     )
+    feedback_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="Bearer token of POST /api/ratings (the admin token is accepted too).",
+    )
     artifact_key: bytes | None = Field(
         default=None, repr=False, description="HMAC key (UTF-8) signing and checking artifacts."
     )
@@ -204,7 +209,7 @@ class Config(BaseSettings):
             raise ValueError("is not a host name or address; e.g. 127.0.0.1 or 0.0.0.0")
         return host
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "feedback_token")
     @classmethod
     def _token(cls, token: str | None) -> str | None:
         # The token travels in an HTTP header: it must be printable ASCII without spaces.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ class RatingsStore:
                 "wisata-db init (WISATA_DATA names this database)"
             )
 
-    async def add(self, ratings: Sequence[NewRating]) -> int:
+    async def add(self, ratings: Sequence[NewRating]) -> list[StoredRating]:
         """Store a batch in one transaction: all of it, or (on any error) none of it.
+
+        Returns the ratings as stored (a pair given twice once, with its last rating).
 
         A re-rating replaces the user's earlier rating of the item.
 
@@ -119,13 +122,13 @@ class RatingsStore:
             commit under way when time ran out) the whole batch: sending it again is safe.
         """
         now = datetime.now(UTC)
-        rows = [
-            {"user_id": r.user_id, "item_id": r.item_id, "rating": r.rating, "created_at": now}
-            for r in _last_per_pair(ratings)
+        stored = [
+            StoredRating(r.user_id, r.item_id, r.rating, now) for r in _last_per_pair(ratings)
         ]
+        rows = [dataclasses.asdict(rating) for rating in stored]
         wanted = sorted({r.item_id for r in ratings})
 
-        async def write() -> int:
+        async def write() -> list[StoredRating]:
             async with self._engine.begin() as connection:
                 found = await connection.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(wanted)))
                 known = set(found.scalars())
@@ -133,7 +136,7 @@ class RatingsStore:
                 if missing:
                     raise UnknownItemError(missing[0], where="the catalogue (wisata_items)")
                 await connection.execute(self._upsert(), rows)
-            return len(rows)
+            return stored
 
         return await self._within(write)
 

@@ -119,6 +119,12 @@ class Registry:
         """Short version of the served model, as answers show it: the start of its identity."""
         return self.identity(name)[:12]
 
+    def rating_scale(self) -> tuple[float, float] | None:
+        """The scale of the served models' data (None while nothing serves)."""
+        return next(
+            (scale for name in MODEL_NAMES if (scale := self._slot(name).rating_scale())), None
+        )
+
     def header(self, name: str) -> ArtifactHeader | None:
         """The artifact header of the model serving as ``name``, if any."""
         return self._slot(name).header

@@ -9,6 +9,7 @@ trainer and the reloader task.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
@@ -16,6 +17,10 @@ from typing import Final
 from aiohttp import web
 
 from service.config import Config
+from service.db.ratings import RatingsStore
+from service.errors import DatabaseUnavailable
+from service.serving.feedback import Feedback
+from service.serving.imports import seed_if_new
 from service.serving.registry import Registry
 from service.serving.trainer import Trainer, make_executor, stop_executor
 from service.web.cache import ResponseCache
@@ -23,22 +28,31 @@ from service.web.keys import (
     CACHE,
     CONFIG,
     EXECUTOR,
+    FEEDBACK,
     METRICS,
     OPENAPI,
     REGISTRY,
+    ROUTES,
     STORAGE,
     STORE,
     TRAINER,
     StorageState,
 )
 from service.web.middlewares import (
+    Access,
     auth_middleware,
     cors_middleware,
     error_middleware,
     metrics_middleware,
 )
 from service.web.openapi import build_document
-from service.web.routes import add_routes, admin_route_names, public_routes
+from service.web.routes import (
+    add_routes,
+    admin_route_names,
+    feedback_route_names,
+    public_routes,
+    served_routes,
+)
 from service.web.schemas import CLIENT_MAX_SIZE
 from service.web.telemetry import Metrics
 from storage import StorageError, open_store
@@ -62,22 +76,28 @@ def create_app(config: Config) -> web.Application:
         A validated configuration (see :meth:`Config.from_env`).
     """
     metrics = Metrics()
+    routes = served_routes(database=config.database is not None)
+    admin = Access.admin(config.admin_token)
+    feedback = Access.feedback(config.feedback_token, config.admin_token)
+    rules = {name: admin for name in admin_route_names(routes)}
+    rules.update({name: feedback for name in feedback_route_names(routes)})
     app = web.Application(
         client_max_size=CLIENT_MAX_SIZE,
         middlewares=[
             metrics_middleware(metrics),
-            cors_middleware(config.cors_origins, public_routes()),
+            cors_middleware(config.cors_origins, public_routes(routes)),
             error_middleware,
-            auth_middleware(config.admin_token, admin_route_names()),
+            auth_middleware(rules),
         ],
     )
     app[CONFIG] = config
     app[METRICS] = metrics
     app[CACHE] = ResponseCache(config.response_cache)
-    app[OPENAPI] = build_document()
+    app[ROUTES] = routes
+    app[OPENAPI] = functools.cache(lambda scale: build_document(routes, rating_scale=scale))
     app[STORAGE] = StorageState()
-    add_routes(app)
-    app.cleanup_ctx.extend([_store, _executor, _registry, _trainer, _reloader])
+    add_routes(app, routes)
+    app.cleanup_ctx.extend([_store, _executor, _registry, _feedback, _trainer, _reloader])
     return app
 
 
@@ -160,6 +180,34 @@ async def _connect_with_backoff(app: web.Application) -> None:
         delay = min(delay * 2, BACKOFF_MAX)
 
 
+async def _feedback(app: web.Application) -> AsyncIterator[None]:
+    """The site database, when WISATA_DATA is one: its ratings store and the recent ratings."""
+    database = app[CONFIG].database
+    if database is None:
+        yield
+        return
+    await asyncio.to_thread(seed_if_new, database)
+    store = RatingsStore(database)
+    feedback = Feedback(store, app[REGISTRY])
+    try:
+        await store.check()  # missing tables stop the start: DatabaseNotReady names the fix
+        await feedback.refresh()
+    except DatabaseUnavailable as e:
+        logger.warning("the database is unavailable (%s); recommendations are served from the "
+                       "models, ratings are refused until it answers", e)  # fmt: skip
+    except BaseException:
+        await store.close()
+        raise
+    app[FEEDBACK] = feedback
+    logger.info(
+        "ratings database: %s (%d recent ratings)", database.describe(), len(feedback.recent)
+    )
+    try:
+        yield
+    finally:
+        await store.close()
+
+
 async def _trainer(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     trainer = Trainer(
@@ -188,10 +236,14 @@ async def _reloader(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _reload_forever(app: web.Application, interval: float) -> None:
-    """Every ``interval`` seconds, load the artifacts whose stored version changed."""
+    """Every ``interval`` seconds, load the artifacts whose stored version changed.
+
+    And read the ratings newer than the served models again (another replica's, say).
+    """
     registry, state = app[REGISTRY], app[STORAGE]
     while True:
         await asyncio.sleep(interval)
+        await _refresh_recent(app)
         if not state.connected:  # the startup retry loop owns the store until it succeeds
             continue
         try:
@@ -204,6 +256,21 @@ async def _reload_forever(app: web.Application, interval: float) -> None:
         else:
             if reloaded:
                 logger.info("loaded new stored versions of %s", ", ".join(reloaded))
+
+
+async def _refresh_recent(app: web.Application) -> None:
+    feedback = app.get(FEEDBACK)
+    if feedback is None:
+        return
+    was_reachable = feedback.reachable
+    try:
+        await feedback.refresh()
+    except DatabaseUnavailable as e:
+        if was_reachable:
+            logger.warning("reading the recent ratings failed: %s", e)
+        return
+    if not was_reachable:
+        logger.info("the database is reachable again: %s", feedback.store.database.describe())
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from service.config import Config
+from service.serving.feedback import Feedback
 from service.serving.registry import Registry
 from service.serving.trainer import Trainer
 from service.web.cache import ResponseCache
@@ -19,13 +20,16 @@ __all__ = [
     "CACHE",
     "CONFIG",
     "EXECUTOR",
+    "FEEDBACK",
     "METRICS",
     "OPENAPI",
     "REGISTRY",
+    "ROUTES",
     "ROUTE_LABEL",
     "STORAGE",
     "STORE",
     "TRAINER",
+    "DocumentFor",
     "StorageState",
 ]
 
@@ -42,15 +46,26 @@ class StorageState:
     error: str | None = "not contacted yet"
 
 
+class DocumentFor(Protocol):
+    """Gives the OpenAPI document whose ratings' bounds are ``scale``."""
+
+    def __call__(self, scale: tuple[float, float] | None, /) -> dict[str, Any]: ...
+
+
 CACHE = web.AppKey("cache", ResponseCache)
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
-OPENAPI = web.AppKey("openapi", dict[str, Any])
+OPENAPI = web.AppKey("openapi", DocumentFor)
+"""The OpenAPI document for a rating scale (None: no model served), built once per scale."""
 STORE = web.AppKey("store", ArtifactStore)
 STORAGE = web.AppKey("storage", StorageState)
 EXECUTOR = web.AppKey("executor", Executor)
 REGISTRY = web.AppKey("registry", Registry)
 TRAINER = web.AppKey("trainer", Trainer)
+FEEDBACK = web.AppKey("feedback", Feedback)
+"""The ratings store and the recent ratings; present only when WISATA_DATA is a database."""
+ROUTES = web.AppKey("routes", tuple[Any, ...])
+"""The routes this service serves (the feedback routes only with a database)."""
 
 #: The route's canonical path, for requests the router could not match (CORS preflights).
 ROUTE_LABEL = web.RequestKey("route_label", str)

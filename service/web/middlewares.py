@@ -12,6 +12,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from service.web.telemetry import Metrics
 from storage import NotFound, StorageError
 
 __all__ = [
+    "Access",
     "auth_middleware",
     "cors_middleware",
     "error_middleware",
@@ -275,27 +277,52 @@ def _http_error(request: web.Request, e: web.HTTPException) -> web.Response:
 # --- admin authentication -----------------------------------------------------------------------
 
 
-def auth_middleware(token: str | None, protected: Iterable[str]) -> Middleware:
-    """Require ``Authorization: Bearer <token>`` on the routes named in ``protected``.
+def auth_middleware(rules: Mapping[str, Access]) -> Middleware:
+    """Require ``Authorization: Bearer <token>`` on the routes named in ``rules``.
 
-    With ``token`` None every route is open (the configuration allows that only on loopback).
+    Each rule lists the tokens its routes accept; a rule without tokens leaves its routes open
+    (the configuration allows that only on loopback).
     """
-    names = frozenset(protected)
-    expected = token.encode("ascii") if token is not None else None
+    accepted = {name: rule for name, rule in rules.items() if rule.tokens}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is None or request.match_info.route.name not in names:
+        rule = accepted.get(request.match_info.route.name or "")
+        if rule is None:
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         presented = given.strip().encode("utf-8", "surrogateescape")
-        if scheme.lower() == "bearer" and hmac.compare_digest(presented, expected):
+        if scheme.lower() == "bearer" and any(
+            hmac.compare_digest(presented, token) for token in rule.tokens
+        ):
             return await handler(request)
         return error_response(
             401,
             "unauthorized",
-            "this route needs the admin token: send 'Authorization: Bearer <WISATA_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": 'Bearer realm="wisata-admin"'},
+            f"this route needs the {rule.needs}: send 'Authorization: Bearer <{rule.variable}>'",
+            headers={"WWW-Authenticate": f'Bearer realm="{rule.realm}"'},
         )
 
     return middleware
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a group of routes: the tokens they accept, and how to say it."""
+
+    tokens: tuple[bytes, ...]
+    needs: str
+    variable: str
+    realm: str
+
+    @classmethod
+    def admin(cls, admin_token: str | None) -> Access:
+        """The admin routes: the admin token."""
+        tokens = () if admin_token is None else (admin_token.encode("ascii"),)
+        return cls(tokens, "admin token", "WISATA_ADMIN_TOKEN", "wisata-admin")
+
+    @classmethod
+    def feedback(cls, feedback_token: str | None, admin_token: str | None) -> Access:
+        """The feedback routes: the feedback token or the admin token."""
+        tokens = tuple(t.encode("ascii") for t in (feedback_token, admin_token) if t is not None)
+        return cls(tokens, "feedback token", "WISATA_FEEDBACK_TOKEN", "wisata-feedback")

@@ -20,6 +20,7 @@ from pydantic_core import CoreSchema
 
 from service.web.responses import ErrorBody
 from service.web.routes import PAGES, ROUTES, PageSpec, PathParameter, RouteSpec
+from service.web.schemas import RATED
 
 __all__ = ["OPENAPI_VERSION", "build_document"]
 
@@ -138,9 +139,10 @@ def _operation(route: RouteSpec, components: _Components) -> dict[str, Any]:
         responses.setdefault(
             "400", _response("A parameter is missing or wrong.", error, "application/json")
         )
-    if route.admin:
+    if route.admin or route.feedback:
+        needed = "admin token" if route.admin else "feedback (or admin) token"
         responses["401"] = _response(
-            "The admin token is missing or wrong.", error, "application/json"
+            f"The {needed} is missing or wrong.", error, "application/json"
         )
     responses["default"] = _response("Any other error, as JSON.", error, "application/json")
     operation: dict[str, Any] = {
@@ -160,6 +162,8 @@ def _operation(route: RouteSpec, components: _Components) -> dict[str, Any]:
         }
     if route.admin:
         operation["security"] = [{"adminToken": []}]
+    elif route.feedback:
+        operation["security"] = [{"feedbackToken": []}, {"adminToken": []}]
     return operation
 
 
@@ -186,6 +190,7 @@ def build_document(
     pages: Iterable[PageSpec] = PAGES,
     *,
     version: str = "0.1.0",
+    rating_scale: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of ``routes`` and the dashboard ``pages``.
 
@@ -197,9 +202,17 @@ def build_document(
         The dashboard's routes (default: all of them).
     version : str
         The API version written in ``info``.
+    rating_scale : (float, float), optional
+        The scale of the served models' data: the bounds the document gives every rating (the
+        service refuses the others). None: the limits of the schemas.
     """
     routes = list(routes)
     components = _Components(routes)
+    if rating_scale is not None:
+        for name in RATED:
+            rating = components.schemas.get(name, {}).get("properties", {}).get("rating")
+            if rating is not None:
+                rating["minimum"], rating["maximum"] = rating_scale
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, components)
@@ -214,11 +227,19 @@ def build_document(
             "version": version,
             "description": "Travel destination recommendations served from stored model "
             "artifacts. Admin routes need 'Authorization: Bearer <token>' when the service "
-            "has WISATA_ADMIN_TOKEN set.",
+            "has WISATA_ADMIN_TOKEN set; the feedback route takes WISATA_FEEDBACK_TOKEN (or the "
+            "admin token).",
         },
         "paths": paths,
         "components": {
             "schemas": components.schemas,
-            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                **(
+                    {"feedbackToken": {"type": "http", "scheme": "bearer"}}
+                    if any(route.feedback for route in routes)
+                    else {}
+                ),
+            },
         },
     }

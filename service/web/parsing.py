@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
@@ -19,10 +19,11 @@ from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from service.errors import BadParameter, first_line
+from service.errors import BadParameter, RatingOutOfScale, first_line
+from service.serving.registry import Registry
 from service.web.schemas import NOT_BLANK
 
-__all__ = ["PARSED_QUERIES", "body", "parse_query", "query"]
+__all__ = ["PARSED_QUERIES", "body", "check_scale", "parse_query", "query"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -208,3 +209,20 @@ def _range(node: Mapping[str, Any]) -> str:
 
 def _one_of(values: list[str]) -> str:
     return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
+
+
+def check_scale(registry: Registry, ratings: Iterable[float]) -> None:
+    """Refuse the first rating outside the scale of the served models' data.
+
+    Raises
+    ------
+    RatingOutOfScale
+        Naming the rating as ``ratings[i].rating``. No check while nothing is served.
+    """
+    scale = registry.rating_scale()
+    if scale is None:
+        return
+    low, high = scale
+    for position, rating in enumerate(ratings):
+        if not low <= rating <= high:
+            raise RatingOutOfScale(f"ratings[{position}].rating", rating, scale)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal, NotRequired, TypeVar
 
 from pydantic import ConfigDict, Field, TypeAdapter, with_config
@@ -24,6 +25,7 @@ from service.serving.trainer import JobReport, JobState
 from service.web.schemas import Algorithm, Backend, ModelName
 
 __all__ = [
+    "DatabaseReport",
     "ErrorBody",
     "Item",
     "Recommendations",
@@ -86,6 +88,7 @@ class Health(TypedDict):
 class Ready(TypedDict):
     ready: bool
     models: dict[str, ModelState]
+    database: NotRequired[Annotated[str, Field(description="reachable, or why it is not.")]]
 
 
 class NotReady(TypedDict):
@@ -94,6 +97,7 @@ class NotReady(TypedDict):
     ready: bool
     models: dict[str, ModelState]
     missing: Annotated[dict[str, str], Field(description="Each model not loaded, and why.")]
+    database: NotRequired[Annotated[str, Field(description="reachable, or why it is not.")]]
 
 
 class Item(TypedDict):
@@ -147,11 +151,37 @@ class StorageReport(TypedDict):
     error: str | None
 
 
+class DatabaseReport(TypedDict):
+    """The site's database, and the ratings newer than the served models kept in memory."""
+
+    location: Annotated[str, Field(description="The database's URL, without its password.")]
+    reachable: bool
+    error: str | None
+    recent_ratings: Annotated[int, Field(description="Ratings newer than a served model's.")]
+    recent_users: Annotated[int, Field(description="Users with such ratings.")]
+
+
 class Status(TypedDict):
     models: dict[str, ModelStatus]
     storage: StorageReport
     job: Annotated[JobReport | None, Field(description="The queued or running job.")]
     unfinished_publish: UnfinishedPublish | None
+    database: NotRequired[Annotated[DatabaseReport, Field(description="When WISATA_DATA is one.")]]
+
+
+class RatingsStored(TypedDict):
+    count: Annotated[int, Field(description="Ratings written (a pair given twice counts once).")]
+
+
+class StoredRatingItem(TypedDict):
+    item_id: str
+    rating: float
+    created_at: datetime
+
+
+class UserRatings(TypedDict):
+    user_id: str
+    ratings: Annotated[list[StoredRatingItem], Field(description="Newest first.")]
 
 
 class ReloadResult(TypedDict):
@@ -192,3 +222,5 @@ RELOAD_RESULT: Final = TypeAdapter(ReloadResult)
 VERSIONS: Final = TypeAdapter(Versions)
 ROLLBACK_RESULT: Final = TypeAdapter(RollbackResult)
 ROLLBACK_NOT_SERVED: Final = TypeAdapter(RollbackNotServed)
+RATINGS_STORED: Final = TypeAdapter(RatingsStored)
+USER_RATINGS: Final = TypeAdapter(UserRatings)

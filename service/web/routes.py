@@ -9,7 +9,7 @@ with the router).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,13 +17,14 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from service.serving.trainer import JobReport
-from service.web import views
+from service.web import ratings, views
 from service.web.dashboard import add_dashboard_routes
 from service.web.responses import (
     ErrorBody,
     Health,
     JobAccepted,
     NotReady,
+    RatingsStored,
     Ready,
     Recommendations,
     ReloadResult,
@@ -31,10 +32,12 @@ from service.web.responses import (
     RollbackResult,
     SimilarItems,
     Status,
+    UserRatings,
     Versions,
 )
 from service.web.schemas import (
     CLIENT_MAX_SIZE,
+    FeedbackRequest,
     ModelName,
     RatingsRequest,
     RecommendationsQuery,
@@ -50,7 +53,9 @@ __all__ = [
     "RouteSpec",
     "add_routes",
     "admin_route_names",
+    "feedback_route_names",
     "public_routes",
+    "served_routes",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,6 +84,10 @@ class RouteSpec:
     ----------
     admin : bool
         Needs the admin token (when one is configured).
+    feedback : bool
+        Needs the feedback token or the admin token (when one of them is configured).
+    database : bool
+        Exists only when the ratings live in a database (``WISATA_DATA`` is a database URL).
     public : bool
         A read route browsers on the allowed origins may call (CORS).
     query : pydantic model or None
@@ -101,6 +110,8 @@ class RouteSpec:
     tag: str
     responses: Answers
     admin: bool = False
+    feedback: bool = False
+    database: bool = False
     public: bool = False
     path_parameters: tuple[PathParameter, ...] = ()
     query: type[BaseModel] | None = None
@@ -210,6 +221,28 @@ ROUTES: Final[tuple[RouteSpec, ...]] = (
         body=RatingsRequest,
     ),
     RouteSpec(
+        "POST", "/api/ratings", "add_ratings", ratings.add_ratings,
+        "Store users' ratings; their next answers count them, without retraining.", "feedback",
+        {201: ("Written, in one transaction.", RatingsStored),
+         404: ("Unknown item: nothing was written.", ErrorBody),
+         413: (f"Body over {CLIENT_MAX_SIZE} bytes.", ErrorBody),
+         503: ("The database is unavailable: nothing was written, send it again.", ErrorBody)},
+        feedback=True,
+        database=True,
+        body=FeedbackRequest,
+        description="A rating outside the scale of the served models' data is refused (400), "
+        "and so is the whole batch. A re-rating replaces the user's earlier rating of the item, "
+        "so sending a batch twice is safe.",
+    ),
+    RouteSpec(
+        "GET", "/api/users/{user_id}/ratings", "user_ratings", ratings.user_ratings,
+        "A user's stored ratings, newest first.", "feedback",
+        {200: ("The ratings.", UserRatings),
+         503: ("The database is unavailable.", ErrorBody)},
+        database=True,
+        path_parameters=(PathParameter("user_id", "The user."),),
+    ),
+    RouteSpec(
         "GET", "/api/items/{id}/similar", "similar_items", views.similar_items,
         "The items most similar to one item.", "recommendations",
         {200: ("Similar items.", SimilarItems), 404: ("Unknown item.", ErrorBody),
@@ -235,18 +268,28 @@ PAGES: Final[tuple[PageSpec, ...]] = (
 )
 
 
-def add_routes(app: web.Application) -> None:
-    """Register every route of :data:`ROUTES` (no implicit HEAD routes) and the dashboard."""
-    for spec in ROUTES:
+def served_routes(database: bool) -> tuple[RouteSpec, ...]:
+    """The routes a service has: the feedback routes only when its ratings are in a database."""
+    return tuple(spec for spec in ROUTES if database or not spec.database)
+
+
+def add_routes(app: web.Application, routes: Sequence[RouteSpec] = ROUTES) -> None:
+    """Register ``routes`` (no implicit HEAD routes) and the dashboard."""
+    for spec in routes:
         app.router.add_route(spec.method, spec.path, spec.handler, name=spec.name)
     add_dashboard_routes(app)
 
 
-def admin_route_names() -> frozenset[str]:
+def admin_route_names(routes: Sequence[RouteSpec] = ROUTES) -> frozenset[str]:
     """Names of the routes that need the admin token."""
-    return frozenset(spec.name for spec in ROUTES if spec.admin)
+    return frozenset(spec.name for spec in routes if spec.admin)
 
 
-def public_routes() -> frozenset[tuple[str, str]]:
+def feedback_route_names(routes: Sequence[RouteSpec] = ROUTES) -> frozenset[str]:
+    """Names of the routes that need the feedback token (or the admin token)."""
+    return frozenset(spec.name for spec in routes if spec.feedback)
+
+
+def public_routes(routes: Sequence[RouteSpec] = ROUTES) -> frozenset[tuple[str, str]]:
     """``(method, path template)`` of the routes browsers on other origins may call."""
-    return frozenset((spec.method, spec.path) for spec in ROUTES if spec.public)
+    return frozenset((spec.method, spec.path) for spec in routes if spec.public)

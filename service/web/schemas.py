@@ -33,8 +33,11 @@ __all__ = [
     "MAX_RATINGS",
     "MAX_VERSION_ID_LENGTH",
     "NOT_BLANK",
+    "RATED",
     "Algorithm",
     "Backend",
+    "Feedback",
+    "FeedbackRequest",
     "ModelName",
     "Rating",
     "RatingsRequest",
@@ -170,11 +173,42 @@ class SimilarQuery(_Request):
 # --- bodies -------------------------------------------------------------------------------------
 
 
+RatingValue = Annotated[
+    float,
+    Strict(),
+    Field(
+        ge=0,
+        le=MAX_RATING,
+        allow_inf_nan=False,
+        description="A rating on the scale of the data the served models were trained on (the "
+        "document's bounds follow it; 0 to 1000 while no model is served).",
+    ),
+]
+RATED: Final = ("Rating", "Feedback")
+"""The schemas whose ``rating`` bounds the served models' scale sets in the document."""
+
+
 class Rating(_Request):
     """One rating of a visitor."""
 
     item_id: ItemId = Field(description="An item id; a whole number is read as its digits.")
-    rating: Annotated[float, Strict(), Field(ge=0, le=MAX_RATING, allow_inf_nan=False)]
+    rating: RatingValue
+
+
+class Feedback(_Request):
+    """One rating a user gave, for the site's database."""
+
+    user_id: Id = Field(description="Who rated.")
+    item_id: ItemId = Field(description="The item rated; a whole number is read as its digits.")
+    rating: RatingValue
+
+
+class FeedbackRequest(_Request):
+    """The body of ``POST /api/ratings``: ratings to store, 1 to :data:`MAX_RATINGS`."""
+
+    ratings: list[Feedback] = Field(
+        min_length=1, max_length=MAX_RATINGS, description="Written in one transaction, or not."
+    )
 
 
 class RatingsRequest(_Request):

@@ -15,9 +15,19 @@ from aiohttp import web
 
 from service.errors import UnknownModel
 from service.ml.recommenders import MODEL_NAMES, Hybrid, Recommender
+from service.serving import answers
 from service.serving.status import StoredArtifact
 from service.web import parsing
-from service.web.keys import CACHE, METRICS, OPENAPI, REGISTRY, STORAGE, STORE, TRAINER
+from service.web.keys import (
+    CACHE,
+    FEEDBACK,
+    METRICS,
+    OPENAPI,
+    REGISTRY,
+    STORAGE,
+    STORE,
+    TRAINER,
+)
 from service.web.responses import (
     DOCUMENT,
     HEALTH,
@@ -32,6 +42,7 @@ from service.web.responses import (
     SIMILAR_ITEMS,
     STATUS,
     VERSIONS,
+    DatabaseReport,
     Health,
     Item,
     JobAccepted,
@@ -68,6 +79,7 @@ __all__ = [
     "recommend_for_ratings",
     "recommendations",
     "reload",
+    "respond",
     "rollback",
     "similar_items",
     "status",
@@ -77,7 +89,7 @@ __all__ = [
 ]
 
 
-def _answer(
+def respond(
     body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return web.Response(
@@ -97,7 +109,7 @@ def _cached(request: web.Request, key: Hashable, answer: Callable[[], bytes]) ->
     if body is None:
         body = answer()
         cache.put(key, body)
-    return _answer(body)
+    return respond(body)
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -105,7 +117,7 @@ def _cached(request: web.Request, key: Hashable, answer: Callable[[], bytes]) ->
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
-    return _answer(to_json(HEALTH, Health(status="ok")))
+    return respond(to_json(HEALTH, Health(status="ok")))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -113,8 +125,12 @@ async def readyz(request: web.Request) -> web.Response:
     registry, storage = request.app[REGISTRY], request.app[STORAGE]
     missing = registry.missing()
     models = {name: status.state for name, status in registry.status().items()}
+    feedback = request.app.get(FEEDBACK)
     if not missing:
-        return _answer(to_json(READY, Ready(ready=True, models=models)))
+        ready = Ready(ready=True, models=models)
+        if feedback is not None:
+            ready["database"] = "reachable" if feedback.reachable else f"{feedback.error}"
+        return respond(to_json(READY, ready))
     listed = "; ".join(f"{name}: {reason}" for name, reason in missing.items())
     message = f"not every model is loaded: {listed}"
     if not storage.connected:  # the likelier cause, so it comes first
@@ -122,7 +138,9 @@ async def readyz(request: web.Request) -> web.Response:
     refused = NotReady(
         error="not_ready", message=message, ready=False, models=models, missing=missing
     )
-    return _answer(to_json(NOT_READY, refused), status=503)
+    if feedback is not None:
+        refused["database"] = "reachable" if feedback.reachable else f"{feedback.error}"
+    return respond(to_json(NOT_READY, refused), status=503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -132,8 +150,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    """The OpenAPI document of every route."""
-    return _answer(to_json(DOCUMENT, request.app[OPENAPI]))
+    """The OpenAPI document of every route; its ratings' bounds are the served models' scale."""
+    document = request.app[OPENAPI](request.app[REGISTRY].rating_scale())
+    return respond(to_json(DOCUMENT, document))
 
 
 # --- models and training ------------------------------------------------------------------------
@@ -165,7 +184,16 @@ async def status(request: web.Request) -> web.Response:
         job=None if job is None else job.report(),
         unfinished_publish=registry.unfinished,
     )
-    return _answer(to_json(STATUS, answer))
+    feedback = app.get(FEEDBACK)
+    if feedback is not None:
+        answer["database"] = DatabaseReport(
+            location=feedback.store.database.describe(),
+            reachable=feedback.reachable,
+            error=feedback.error,
+            recent_ratings=len(feedback.recent),
+            recent_users=feedback.recent.users,
+        )
+    return respond(to_json(STATUS, answer))
 
 
 def _accepted(request: web.Request, models: tuple[str, ...] | list[str]) -> web.Response:
@@ -174,7 +202,7 @@ def _accepted(request: web.Request, models: tuple[str, ...] | list[str]) -> web.
     accepted = JobAccepted(
         job_id=job.id, status=job.state, models=list(job.models), links=JobLinks(self=link)
     )
-    return _answer(to_json(JOB_ACCEPTED, accepted), status=202, headers={"Location": link})
+    return respond(to_json(JOB_ACCEPTED, accepted), status=202, headers={"Location": link})
 
 
 async def train_all(request: web.Request) -> web.Response:
@@ -189,7 +217,7 @@ async def train_model(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     """A training job's state, times, seconds per model and error."""
-    return _answer(to_json(JOB, request.app[TRAINER].job(request.match_info["job_id"]).report()))
+    return respond(to_json(JOB, request.app[TRAINER].job(request.match_info["job_id"]).report()))
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -197,7 +225,7 @@ async def reload(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     reloaded = await registry.refresh()
     answer = ReloadResult(reloaded=reloaded, models=registry.status())
-    return _answer(to_json(RELOAD_RESULT, answer))
+    return respond(to_json(RELOAD_RESULT, answer))
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -205,7 +233,7 @@ async def versions(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     found = await request.app[REGISTRY].versions(name)
     stored = [StoredArtifact.of(info) for info in found]
-    return _answer(to_json(VERSIONS, Versions(model=name, versions=stored)))
+    return respond(to_json(VERSIONS, Versions(model=name, versions=stored)))
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -227,9 +255,9 @@ async def rollback(request: web.Request) -> web.Response:
             ),
             model=result,
         )
-        return _answer(to_json(ROLLBACK_NOT_SERVED, refused), status=422)
+        return respond(to_json(ROLLBACK_NOT_SERVED, refused), status=422)
     answer = RollbackResult(model=result, version_id=version_id)
-    return _answer(to_json(ROLLBACK_RESULT, answer))
+    return respond(to_json(ROLLBACK_RESULT, answer))
 
 
 # --- recommendations ----------------------------------------------------------------------------
@@ -244,9 +272,11 @@ async def recommendations(request: web.Request) -> web.Response:
     name = ALGORITHMS[asked.algorithm]
     model = registry.model(name)
     options = _options(name, asked.lambda_)
+    feedback = request.app.get(FEEDBACK)
+    recent = {} if feedback is None else feedback.ratings_of(asked.user_id, name)
 
     def answer() -> bytes:
-        found = model.recommend(asked.user_id, n=asked.limit, **options)
+        found = answers.recommend(model, asked.user_id, asked.limit, recent, **options)
         recommended: Recommendations = {
             "user_id": asked.user_id,
             "algorithm": asked.algorithm,
@@ -257,7 +287,15 @@ async def recommendations(request: web.Request) -> web.Response:
         return RECOMMENDATIONS.dump_json(recommended)
 
     served = registry.identity(name)
-    key = ("recommendations", name, served, asked.user_id, asked.limit, options.get("mmr_lambda"))
+    key = (
+        "recommendations",
+        name,
+        served,
+        asked.user_id,
+        asked.limit,
+        options.get("mmr_lambda"),
+        tuple(sorted(recent.items())) if recent else None,  # a new rating: a new answer
+    )
     return _cached(request, key, answer)
 
 
@@ -265,6 +303,7 @@ async def recommend_for_ratings(request: web.Request) -> web.Response:
     """Fold-in recommendations for a visitor's ratings, without retraining."""
     asked = await parsing.body(request, RatingsRequest)
     registry = request.app[REGISTRY]
+    parsing.check_scale(registry, (rating.rating for rating in asked.ratings))
     name = ALGORITHMS[asked.chosen_algorithm]
     model, version = registry.model(name), registry.version(name)
     ratings = [(rating.item_id, rating.rating) for rating in asked.ratings]
@@ -278,7 +317,7 @@ async def recommend_for_ratings(request: web.Request) -> web.Response:
         "cold_start": found.cold_start,
         "items": _scored(model, found.items),
     }
-    return _answer(RECOMMENDATIONS.dump_json(recommended))
+    return respond(RECOMMENDATIONS.dump_json(recommended))
 
 
 async def similar_items(request: web.Request) -> web.Response:
