@@ -13,14 +13,19 @@ cannot be reached, 2 bad usage or configuration. So it works as a container heal
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from jobs.cli import ExitCode, error, open_config_store, run_job, storage_failure
 from service.config import Config
+from service.db import Database
+from service.db.bulk import count_since
+from service.errors import DatasetError
 from service.ml.recommenders import MODEL_NAMES
 from service.serving.inspection import inspect
 from service.serving.journal import artifact_key
@@ -46,13 +51,35 @@ async def collect(config: Config) -> dict[str, Any]:
         location = dataclasses.asdict(store.describe())
     missing = found.missing()
     unfinished = found.unfinished_publish
-    return {
+    report = {
         "ready": not missing,
         "store": location,
         "models": {name: _model(found.models[name], found.current[name]) for name in MODEL_NAMES},
         "problems": [f"{name}: {reason}" for name, reason in missing.items()],
         "unfinished_publish": None if unfinished is None else unfinished.model_dump(mode="json"),
     }
+    if config.database is not None:
+        report["database"] = await asyncio.to_thread(_database, config.database, found.models)
+    return report
+
+
+def _database(database: Database, models: dict[str, ModelStatus]) -> dict[str, Any]:
+    """The data watermark of the stored models, and how many ratings arrived since."""
+    marks = [
+        (status.header or {}).get("dataset", {}).get("latest_rating_at")
+        for status in models.values()
+    ]
+    known = [datetime.fromisoformat(mark) for mark in marks if mark]
+    watermark = min(known) if known and len(known) == len(marks) else None
+    report: dict[str, Any] = {"location": database.describe(), "watermark": None}
+    if watermark is not None:
+        report["watermark"] = watermark.isoformat()
+    try:
+        report["ratings_since"] = count_since(database, watermark)
+        report["error"] = None
+    except DatasetError as e:
+        report["ratings_since"], report["error"] = None, str(e)
+    return report
 
 
 def _model(status: ModelStatus, info: ObjectInfo | None) -> dict[str, Any]:
@@ -85,6 +112,12 @@ def render(report: dict[str, Any]) -> str:
             f"the versions before it are loaded for {', '.join(unfinished['held_back'])}; "
             "the next training publishes a whole set again"
         )
+    database = report.get("database")
+    if database is not None:
+        since = database["watermark"] or "the start (a model was not trained from it)"
+        count = database["ratings_since"]
+        counted = f"{count} ratings since {since}" if count is not None else database["error"]
+        lines.append(f"database {database['location']}: {counted}")
     if report["ready"]:
         lines.append("READY: the three models load, verify and belong together")
     else:
