@@ -13,8 +13,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The embedded default: a SQLite database, created and seeded with the demo data on first start.
 run: $(STAMP)
-	$(VENV)/bin/wisata-serve
+	WISATA_DATA=$${WISATA_DATA:-sqlite:///./data/wisata.db} $(VENV)/bin/wisata-serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check service storage jobs tests bench

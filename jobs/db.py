@@ -2,8 +2,10 @@
 
 The database is ``WISATA_DATA`` (``sqlite:///path`` or ``postgresql://...``), as for the service.
 
-``wisata-db init``
+``wisata-db init [--seed DIR]``
     Creates the tables and indexes that are missing (the DDL is in the README); safe to run again.
+    With ``--seed``, a database without any rating yet also gets the folder's data (what a
+    stack's init step runs: the first start has a catalogue, a later one keeps the site's data).
 ``wisata-db import DIR``
     Loads a folder in any of the three layouts (wisata, Kaggle tourism, MovieLens) in bulk: items
     are inserted or replaced, ratings likewise, one row per (user, item), each stamped with the
@@ -29,6 +31,7 @@ from typing import Any
 from jobs.cli import ExitCode, JobError, run_job
 from service.config import Config
 from service.db import Database, is_database
+from service.db.bulk import count_since
 from service.errors import DatasetError
 from service.serving.imports import export_folder, import_folder, init
 
@@ -60,6 +63,12 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             created = await asyncio.to_thread(init, database)
             what = f"created {', '.join(created)}" if created else "every table was already there"
             print(f"schema ready in {database.describe()}: {what}")
+            if args.seed is not None:
+                if await asyncio.to_thread(count_since, database, None):
+                    print("not seeded: the database already holds ratings")
+                else:
+                    report = await asyncio.to_thread(import_folder, database, Path(args.seed))
+                    print(_render_import(report))
         elif args.command == "import":
             report = await asyncio.to_thread(import_folder, database, Path(args.folder))
             print(_render_import(report))
@@ -99,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 done, 1 error, 2 bad usage or configuration.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("init", help="create the tables (idempotent)")
+    setup = commands.add_parser("init", help="create the tables (idempotent)")
+    setup.add_argument(
+        "--seed",
+        metavar="DIR",
+        help="also import this folder when the database holds no rating yet",
+    )
     load = commands.add_parser("import", help="load a dataset folder (any layout) in bulk")
     load.add_argument("folder", metavar="DIR", help="wisata, Kaggle tourism or MovieLens folder")
     out = commands.add_parser("export", help="write the database as a wisata-layout folder")

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
-from jobs import retrain
+from jobs import db, retrain
 from service.config import Config
 from service.web.app import create_app
 from tests.s3server import free_port
@@ -37,6 +37,7 @@ DOCKER = ROOT / "docker"
 WISATA_SERVICES = ("api", "retrain")
 SECRETS = {
     "MINIO_ROOT_PASSWORD",
+    "POSTGRES_PASSWORD",
     "AWS_SECRET_ACCESS_KEY",
     "WISATA_ADMIN_TOKEN",
     "WISATA_ARTIFACT_KEY",
@@ -177,7 +178,8 @@ class RecordingEnv(dict[str, str]):
 
 def test_the_stack_is_wired_together(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"minio", "minio-init", *WISATA_SERVICES}
+    # postgres and db-init: the site's database, added with the database issue.
+    assert set(services) == {"minio", "minio-init", "postgres", "db-init", *WISATA_SERVICES}
 
     minio = services["minio"]
     assert minio["command"][:2] == ["server", "/data"]
@@ -203,6 +205,27 @@ def test_the_stack_is_wired_together(compose: dict[str, Any]) -> None:
         assert env["WISATA_S3_ENDPOINT"] == "http://minio:9000"
         assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
     assert services["api"]["ports"] == ["127.0.0.1:8080:8080"]
+
+
+def test_the_database_is_ready_before_the_service_and_the_scheduler(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    postgres, init = services["postgres"], services["db-init"]
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert postgres["volumes"][0].split(":")[0] in compose["volumes"]
+    assert init["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert init["restart"] == "no"
+    argv = command(init)
+    assert argv[0] in console_scripts()
+    args = db.build_parser().parse_args(argv[1:])
+    assert (args.command, args.seed) == ("init", "/data")
+    url = environment(init)["WISATA_DATA"]
+    assert Config.from_env({"WISATA_DATA": url}).database is not None
+    for name in WISATA_SERVICES:
+        service = services[name]
+        assert service["depends_on"]["db-init"]["condition"] == "service_completed_successfully"
+        assert environment(service)["WISATA_DATA"] == url
 
 
 def test_every_command_is_a_declared_console_script(compose: dict[str, Any]) -> None:

@@ -752,7 +752,7 @@ function renderLambda() {
 }
 
 async function recommend(event) {
-  event.preventDefault();
+  event?.preventDefault();
   const error = $("try-error");
   hide(error);
   const algorithm = $("try-algorithm").value;
@@ -766,6 +766,7 @@ async function recommend(event) {
   button.disabled = true;
   try {
     const data = await api("GET", `/api/frontend/recommendations?${params}`);
+    $("try-note").hidden = true;
     renderRecommendations(data);
   } catch (e) {
     $("try-result").replaceChildren();
@@ -810,10 +811,60 @@ function renderRecommendations(data) {
       el("p", { class: "score" }, "score ", el("b", {}, formatNumber(item.score))),
     ),
   );
+  if (canRate() && data.user_id) {
+    cards.forEach((card, index) => card.append(rateControl(data.user_id, data.items[index])));
+  }
   const list = cards.length
     ? el("ol", { class: "cards" }, ...cards)
     : el("p", { class: "muted" }, "No recommendations.");
   $("try-result").replaceChildren(el("div", { class: "result-head" }, ...head), list);
+}
+
+// --- rating an item -----------------------------------------------------------------------------
+
+/** Ratings go to the site's database: only a service whose data is one takes them. */
+function canRate() {
+  return Boolean(state.status && state.status.database);
+}
+
+/** The rating scale of the served models' data, as their artifacts record it (else 1 to 5). */
+function ratingScale() {
+  for (const model of Object.values((state.status && state.status.models) || {})) {
+    const scale = model.artifact && model.artifact.decoded && model.artifact.decoded.rating_scale;
+    if (Array.isArray(scale) && scale.length === 2) return scale;
+  }
+  return [1, 5];
+}
+
+function rateControl(userId, item) {
+  const [low, high] = ratingScale();
+  const step = Number.isInteger(low) && Number.isInteger(high) ? 1 : 0.5;
+  const select = el("select", { class: "rate-value", "aria-label": `rating of ${item.name}` });
+  for (let value = high; value >= low; value -= step) {
+    select.append(el("option", { value: String(value) }, String(value)));
+  }
+  const button = el("button", { type: "button", class: "rate" }, "Rate");
+  button.addEventListener("click", () => rate(userId, item, Number(select.value), button));
+  return el("p", { class: "rate-form" }, select, " ", button);
+}
+
+async function rate(userId, item, rating, button) {
+  const error = $("try-error");
+  hide(error);
+  button.disabled = true;
+  try {
+    await adminCall("POST", "/api/ratings", {
+      ratings: [{ user_id: userId, item_id: item.id, rating }],
+    });
+    await recommend();
+    const note = $("try-note");
+    note.textContent = `${userId} rated ${item.name} ${rating}: the answer below counts it, without retraining.`;
+    note.hidden = false;
+  } catch (e) {
+    showError(error, e);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // --- start ------------------------------------------------------------------------------------
