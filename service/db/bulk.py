@@ -45,6 +45,7 @@ BATCH: Final = 50_000
 _UTC_TEXT: Final = 'YYYY-MM-DD"T"HH24:MI:SS.US'
 _ISO: Final = "%Y-%m-%dT%H:%M:%S.%f"
 _EPOCH: Final = pd.Timestamp("1970-01-01")
+_CSV_TIME: Final = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 
 @dataclass(frozen=True)
@@ -271,20 +272,17 @@ def _copy_upsert(
     key: list[str],
     changed: tuple[str, ...],
 ) -> int:
-    """COPY the frame into a temporary table, then one INSERT ... ON CONFLICT from it."""
-    stage = f"wisata_stage_{table.name}"
+    """COPY the frame in: straight into an empty table, else through a stage and one upsert."""
     columns = list(frame.columns)
+    holds_rows = connection.execute(select(select(text("1")).select_from(table).exists())).scalar()
+    if not holds_rows:  # nothing to conflict with: the rows go straight in
+        _copy(connection, table.name, columns, frame)
+        return len(frame)
+    stage = f"wisata_stage_{table.name}"
     connection.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {stage} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
     )
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
-            for start in range(0, len(frame), BATCH):
-                for row in frame.iloc[start : start + BATCH].itertuples(index=False):
-                    copy.write_row(row)
-    finally:
-        cursor.close()
+    _copy(connection, stage, columns, frame)
     staged = sql_table(stage, *(column(name) for name in columns))
     statement = postgresql.insert(table).from_select(columns, select(*staged.c))
     statement = statement.on_conflict_do_update(
@@ -292,6 +290,18 @@ def _copy_upsert(
     )
     connection.execute(statement)
     return len(frame)
+
+
+def _copy(connection: Connection, target: str, columns: list[str], frame: pd.DataFrame) -> None:
+    """COPY ``frame`` into ``target`` as CSV text, a batch at a time (no Python call per row)."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+            for start in range(0, len(frame), BATCH):
+                chunk = frame.iloc[start : start + BATCH]
+                copy.write(chunk.to_csv(header=False, index=False, date_format=_CSV_TIME))
+    finally:
+        cursor.close()
 
 
 def _failed(database: Database, error: Exception) -> str:
