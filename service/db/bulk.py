@@ -10,6 +10,7 @@ one upsert), never row by row. Nothing here runs on an event loop: the web proce
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -276,13 +277,13 @@ def _copy_upsert(
     columns = list(frame.columns)
     holds_rows = connection.execute(select(select(text("1")).select_from(table).exists())).scalar()
     if not holds_rows:  # nothing to conflict with: the rows go straight in
-        _copy(connection, table.name, columns, frame)
+        _copy(connection, table, table.name, frame)
         return len(frame)
     stage = f"wisata_stage_{table.name}"
     connection.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {stage} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
     )
-    _copy(connection, stage, columns, frame)
+    _copy(connection, table, stage, frame)
     staged = sql_table(stage, *(column(name) for name in columns))
     statement = postgresql.insert(table).from_select(columns, select(*staged.c))
     statement = statement.on_conflict_do_update(
@@ -292,14 +293,25 @@ def _copy_upsert(
     return len(frame)
 
 
-def _copy(connection: Connection, target: str, columns: list[str], frame: pd.DataFrame) -> None:
-    """COPY ``frame`` into ``target`` as CSV text, a batch at a time (no Python call per row)."""
+def _copy(connection: Connection, table: Table, target: str, frame: pd.DataFrame) -> None:
+    """COPY ``frame`` into ``target`` as CSV text, a batch at a time (no Python call per row).
+
+    Every field is quoted (descriptions hold carriage returns, which CSV must quote); a quoted
+    empty field of a nullable column is read as NULL.
+    """
+    columns = list(frame.columns)
+    nullable = [c.name for c in table.c if c.nullable and c.name in columns]
+    options = "FORMAT csv" + (f", FORCE_NULL ({', '.join(nullable)})" if nullable else "")
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+        with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN ({options})") as copy:
             for start in range(0, len(frame), BATCH):
                 chunk = frame.iloc[start : start + BATCH]
-                copy.write(chunk.to_csv(header=False, index=False, date_format=_CSV_TIME))
+                copy.write(
+                    chunk.to_csv(
+                        header=False, index=False, date_format=_CSV_TIME, quoting=csv.QUOTE_ALL
+                    )
+                )
     finally:
         cursor.close()
 
