@@ -61,10 +61,13 @@ def fit_sub_models(
     """Fit fresh content and collaborative models on ``dataset``.
 
     ``content`` and ``collaborative`` are templates: their hyperparameters are used (fitted or
-    not, they are cloned), the defaults when None.
+    not, they are cloned), the defaults when None. These are validation models, scored over
+    the whole catalogue, so they rank no shortlists.
     """
-    fitted_content = clone(content or ContentBased()).fit(dataset)
-    fitted_collaborative = clone(collaborative or Collaborative()).fit(dataset)
+    fitted_content = clone(content or ContentBased()).set_params(shortlist=0).fit(dataset)
+    fitted_collaborative = (
+        clone(collaborative or Collaborative()).set_params(shortlist=0).fit(dataset)
+    )
     return fitted_content, fitted_collaborative
 
 

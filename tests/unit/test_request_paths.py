@@ -5,11 +5,12 @@ from __future__ import annotations
 import cloudpickle
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from service.ml.datasets import Dataset, load_dataset
 from service.ml.recommenders import Collaborative, ContentBased, Hybrid
 from service.ml.recommenders import content as content_module
-from service.ml.recommenders.base import FloatArray, IntArray
+from service.ml.recommenders.base import FloatArray, IntArray, Recommender
 from service.ml.recommenders.mmr import mmr
 from service.sample_data import SAMPLE_DATA_DIR
 
@@ -175,3 +176,80 @@ def test_reattached_hybrid_serves_the_users_of_its_new_sub_models(
     hybrid.attach(ContentBased().fit(renamed), Collaborative(n_components=8).fit(renamed))
     assert hybrid.recommend("u001").cold_start
     assert not hybrid.recommend("v-u001").cold_start
+
+
+# --- shortlists: what fit ranks per known user is what the whole catalogue ranks at request ---
+
+
+def full_catalogue(model: Recommender) -> Recommender:
+    """The same model, fitted the same way but ranking the whole catalogue at every request."""
+    return clone(model).set_params(shortlist=0)
+
+
+@pytest.fixture(scope="module")
+def model_pairs(demo: Dataset) -> dict[str, tuple[Recommender, Recommender]]:
+    content, collaborative = ContentBased(), Collaborative(n_components=8)
+    fitted = {m.name: (m.fit(demo), full_catalogue(m).fit(demo)) for m in (content, collaborative)}
+    hybrid = Hybrid(content=fitted["content_based"][0], collaborative=fitted["collaborative"][0])
+    plain = Hybrid(
+        content=fitted["content_based"][1], collaborative=fitted["collaborative"][1], shortlist=0
+    )
+    fitted["hybrid"] = (hybrid.fit(demo), plain.fit(demo))
+    return fitted
+
+
+@pytest.mark.parametrize("name", ["content_based", "collaborative", "hybrid"])
+def test_shortlisted_answers_are_the_whole_catalogues_answers(
+    model_pairs: dict[str, tuple[Recommender, Recommender]], name: str
+) -> None:
+    shortlisted, plain = model_pairs[name]
+    assert shortlisted.shortlist_ is not None and plain.shortlist_ is None
+    lambdas: list[float | None] = [None, 0.0, 0.3, 1.0] if name == "hybrid" else [None]
+    for user_id in shortlisted.user_ids_:
+        for n in (1, 10, 100):
+            for lam in lambdas:
+                options = {} if lam is None else {"mmr_lambda": lam}
+                got = shortlisted.recommend(user_id, n, **options).items
+                expected = plain.recommend(user_id, n, **options).items
+                assert [item for item, _ in got] == [item for item, _ in expected]
+                for (_, score), (_, exact) in zip(got, expected, strict=True):
+                    assert score == pytest.approx(exact, rel=1e-6, abs=1e-7)
+
+
+def test_a_shortlist_holds_the_best_unseen_items_in_answer_order(
+    model_pairs: dict[str, tuple[Recommender, Recommender]],
+) -> None:
+    model, _ = model_pairs["collaborative"]
+    ids = list(model.catalogue_.ids)
+    for user_id in list(model.user_ids_)[:20]:
+        row = model.user_position(user_id)
+        assert row is not None
+        seen = set(model.seen(row).tolist())
+        answer = [ids.index(item) for item, _ in model.recommend(user_id, 100).items]
+        assert not seen & set(answer)
+        assert len(answer) == len(ids) - len(seen)  # the demo catalogue is smaller than 100
+
+
+def test_a_hybrid_attached_to_other_sub_models_drops_its_shortlists(
+    model_pairs: dict[str, tuple[Recommender, Recommender]], demo: Dataset
+) -> None:
+    hybrid = clone(model_pairs["hybrid"][0]).fit(demo)
+    assert hybrid.shortlist_ is not None
+    other = Collaborative(n_components=4).fit(demo)
+    hybrid.attach(hybrid.content_, other)
+    assert hybrid.shortlist_ is None
+    expected = Hybrid(
+        content=hybrid.content_, collaborative=other, content_weight=hybrid.weights_[0], shortlist=0
+    ).fit(demo)
+    assert hybrid.recommend("u001").items == expected.recommend("u001").items
+
+
+def test_models_without_shortlists_still_answer(demo: Dataset) -> None:
+    model = Collaborative(n_components=8).fit(demo)
+    state = model.__getstate__()
+    state.pop("shortlist_")
+    state.pop("shortlist_scores_")
+    older = Collaborative.__new__(Collaborative)
+    older.__setstate__(state)
+    plain = full_catalogue(model).fit(demo)
+    assert older.recommend("u002", 10).items == plain.recommend("u002", 10).items

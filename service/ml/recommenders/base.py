@@ -10,6 +10,7 @@ with the popularity fallback.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from service.errors import UnknownItemError
 from service.ml.datasets import Dataset
 
 __all__ = [
+    "SHORTLIST",
     "Catalogue",
     "FloatArray",
     "NotFittedError",
@@ -34,11 +36,15 @@ __all__ = [
     "Recommender",
     "UnknownItemError",
     "is_fitted",
+    "learned_digest",
     "top_k",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+
+#: Items kept per known user at fit time: the longest answer the API gives (its ``limit``).
+SHORTLIST = 100
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,39 @@ def top_k(scores: FloatArray, n: int, exclude: IntArray | None = None) -> IntArr
     n = min(n, available)
     if n <= 0:
         return np.empty(0, dtype=np.intp)
-    candidates = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
+    if n < scores.size:
+        candidates = np.argpartition(-scores, n - 1)[:n]
+        # argpartition breaks a tie at the n-th score arbitrarily: keep the first positions, so
+        # that the best n are always the first n of the best m > n.
+        threshold = scores[candidates].min()
+        above = candidates[scores[candidates] > threshold]
+        tied = np.flatnonzero(scores == threshold)[: n - above.size]
+        candidates = np.concatenate([above, tied])
+    else:
+        candidates = np.arange(scores.size)
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order].astype(np.intp)
+
+
+def learned_digest(model: object) -> str:
+    """A digest of the arrays ``model`` learned (its ``*_`` arrays): equal models, equal digests.
+
+    Computed once per model object and kept beside it (never pickled).
+    """
+    cached: str | None = model.__dict__.get("_digest_cache")
+    if cached is None:
+        digest = hashlib.blake2b(digest_size=16)
+        for name, value in sorted(vars(model).items()):
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            parts = (value.data, value.indices, value.indptr) if sp.issparse(value) else (value,)
+            for part in parts:
+                if isinstance(part, np.ndarray):
+                    digest.update(name.encode())
+                    digest.update(np.ascontiguousarray(part).view(np.uint8).data)
+        cached = digest.hexdigest()
+        model.__dict__["_digest_cache"] = cached
+    return cached
 
 
 class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
@@ -151,6 +187,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         """Learn from ``dataset`` and return ``self``."""
         if dataset.n_interactions == 0:
             raise ValueError("cannot fit a recommender on a dataset without interactions")
+        self.__dict__.pop("_digest_cache", None)
         self.catalogue_ = Catalogue.from_items(dataset.items)
         interactions = dataset.interactions
         users = interactions["user_id"].astype("category").cat.remove_unused_categories()
@@ -167,6 +204,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
             self.user_items_.indices, minlength=len(self.catalogue_)
         ).astype(np.float64)
         self._fit(dataset)
+        self._build_shortlists()
         return self
 
     # --- hooks ----------------------------------------------------------------------------------
@@ -187,8 +225,64 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
     def _item_scores(self, item: int) -> FloatArray:
         """Similarity of every item to the item at position ``item``."""
 
+    def _scores_at(self, user: int, items: IntArray) -> FloatArray:
+        """Scores of the known user in row ``user`` for ``items`` only (the shortlist's answers).
+
+        The same values as ``_user_scores(user)[items]``; subclasses compute them without
+        scoring the whole catalogue.
+        """
+        return self._user_scores(user)[items]
+
     def _check_fitted(self) -> None:
         check_is_fitted(self)
+
+    # --- shortlists -----------------------------------------------------------------------------
+    # A known user's answer depends only on the model and the user, so ``fit`` ranks every known
+    # user's best ``shortlist`` unseen items once: ``shortlist_`` holds their positions in answer
+    # order (-1 past the end when fewer are unseen) and ``shortlist_scores_`` their scores in
+    # float32. The ranking is the request path's own (``_rank`` over ``_user_scores``), user by
+    # user in float64, so a shortlisted answer lists the items the whole catalogue's scoring
+    # lists, in the same order; its scores are rounded to float32 (7 digits). Artifacts without
+    # shortlists (older formats, ``shortlist=0``) score the catalogue at each request as before.
+
+    def _shortlist_length(self) -> int:
+        return max(0, int(getattr(self, "shortlist", 0) or 0))
+
+    def _build_shortlists(self) -> None:
+        length = min(self._shortlist_length(), len(self.catalogue_))
+        if length == 0:
+            self.shortlist_: npt.NDArray[np.signedinteger[Any]] | None = None
+            self.shortlist_scores_: npt.NDArray[np.float32] | None = None
+            return
+        dtype = np.int16 if len(self.catalogue_) < np.iinfo(np.int16).max else np.int32
+        table = np.full((len(self.user_ids_), length), -1, dtype=dtype)
+        values = np.zeros((len(self.user_ids_), length), dtype=np.float32)
+        for row in range(len(self.user_ids_)):
+            order, scores = self._shortlist_row(row, length)
+            table[row, : order.size] = order
+            values[row, : order.size] = scores
+        self.shortlist_, self.shortlist_scores_ = table, values
+
+    def _shortlist_row(self, row: int, length: int) -> tuple[IntArray, FloatArray]:
+        """The best ``length`` unseen items of the user in ``row`` in answer order, and scores."""
+        scores = self._user_scores(row)
+        order = self._rank(scores, length, self.seen(row))
+        return order, scores[order]
+
+    def _shortlisted(self, row: int, n: int) -> IntArray | None:
+        """The first ``n`` of the user's shortlist, or None when the model keeps none that long."""
+        table: npt.NDArray[Any] | None = getattr(self, "shortlist_", None)
+        if table is None or n > table.shape[1] < len(self.catalogue_):
+            return None
+        order = np.asarray(table[row, :n], dtype=np.intp)
+        return order[order >= 0] if order[-1] < 0 else order
+
+    def _from_shortlist(self, row: int, n: int, **options: Any) -> Recommendations | None:
+        """The user's answer from the shortlist, or None to score the whole catalogue."""
+        order = self._shortlisted(row, n)
+        if order is None or self.shortlist_scores_ is None:
+            return None
+        return self._pairs(order, self.shortlist_scores_[row, : order.size])
 
     def _rank(
         self, scores: FloatArray, n: int, exclude: IntArray | None, **options: Any
@@ -207,6 +301,10 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         row = self._user_rows().get(str(user_id))
         if row is None:
             return self._popular(n, exclude=None)
+        if exclude_seen:
+            shortlisted = self._from_shortlist(row, n, **options)
+            if shortlisted is not None:
+                return shortlisted
         exclude = self.seen(row) if exclude_seen else None
         scores = self._user_scores(row)
         return self._ranked(scores, self._rank(scores, n, exclude, **options))
@@ -267,6 +365,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         # Artifacts keep the learned state only: caches built on first use are left out.
         state: dict[str, Any] = dict(super().__getstate__())
         state.pop("_user_rows_cache", None)
+        state.pop("_digest_cache", None)
         return state
 
     def components(self) -> dict[str, str]:
@@ -285,10 +384,15 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
     def _ranked(
         self, scores: FloatArray, order: IntArray, cold_start: bool = False
     ) -> Recommendations:
+        return self._pairs(order, np.asarray(scores, dtype=np.float64)[order], cold_start)
+
+    def _pairs(
+        self, order: IntArray, values: npt.NDArray[np.floating[Any]], cold_start: bool = False
+    ) -> Recommendations:
         # One gather and tolist() each: indexing the pandas Index item by item costs more.
         ids = np.asarray(self.catalogue_.ids)[order].tolist()
-        values = np.asarray(scores, dtype=np.float64)[order].tolist()
-        return Recommendations([(str(i), v) for i, v in zip(ids, values, strict=True)], cold_start)
+        scores = np.asarray(values, dtype=np.float64).tolist()
+        return Recommendations([(str(i), v) for i, v in zip(ids, scores, strict=True)], cold_start)
 
 
 def _check_n(n: int) -> None:

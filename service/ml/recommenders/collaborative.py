@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 
 from service.ml.datasets import Dataset
-from service.ml.recommenders.base import FloatArray, IntArray, Recommender
+from service.ml.recommenders.base import SHORTLIST, FloatArray, IntArray, Recommender
 
 __all__ = ["Collaborative"]
 
@@ -40,6 +40,9 @@ class Collaborative(Recommender):
         iterations scored NDCG@10 0.263 and 300 scored 0.259 (docs/EVALUATION.md).
     random_state : int, default=0
         Seed of the initialisation, for reproducible models.
+    shortlist : int, default=100
+        Best unseen items ranked per known user at fit time (``shortlist_``), so a request
+        scores only the items it returns; 0 ranks at every request.
 
     Attributes
     ----------
@@ -59,12 +62,14 @@ class Collaborative(Recommender):
         alpha_W: float = 0.01,
         max_iter: int = 100,
         random_state: int = 0,
+        shortlist: int = SHORTLIST,
     ) -> None:
         self.n_components = n_components
         self.weighting = weighting
         self.alpha_W = alpha_W
         self.max_iter = max_iter
         self.random_state = random_state
+        self.shortlist = shortlist
 
     def _weights(self, ratings: FloatArray) -> FloatArray:
         if self.weighting == "binary":
@@ -105,6 +110,10 @@ class Collaborative(Recommender):
 
     def _user_scores(self, user: int) -> FloatArray:
         scores = np.einsum("k,kn->n", self.user_factors_[user], self.item_factors_)
+        return np.asarray(scores, dtype=np.float64)
+
+    def _scores_at(self, user: int, items: IntArray) -> FloatArray:
+        scores = np.einsum("k,kn->n", self.user_factors_[user], self.item_factors_[:, items])
         return np.asarray(scores, dtype=np.float64)
 
     def _ratings_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:

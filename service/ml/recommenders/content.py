@@ -16,7 +16,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import MultiLabelBinarizer, normalize
 
 from service.ml.datasets import Dataset
-from service.ml.recommenders.base import FloatArray, IntArray, Recommender
+from service.ml.recommenders.base import SHORTLIST, FloatArray, IntArray, Recommender
 
 __all__ = ["DENSE_PAIRWISE_LIMIT", "ContentBased"]
 
@@ -41,6 +41,9 @@ class ContentBased(Recommender):
     center_ratings : bool, default=True
         Weight each rated item by the rating minus the user's mean, so disliked items push the
         profile away; a user whose ratings are all equal falls back to plain rating weights.
+    shortlist : int, default=100
+        Best unseen items ranked per known user at fit time (``shortlist_``), so a request
+        scores only the items it returns; 0 ranks at every request.
 
     Attributes
     ----------
@@ -62,12 +65,14 @@ class ContentBased(Recommender):
         min_df: int = 1,
         ngram_range: tuple[int, int] = (1, 2),
         center_ratings: bool = True,
+        shortlist: int = SHORTLIST,
     ) -> None:
         self.category_weight = category_weight
         self.max_features = max_features
         self.min_df = min_df
         self.ngram_range = ngram_range
         self.center_ratings = center_ratings
+        self.shortlist = shortlist
 
     def _fit(self, dataset: Dataset) -> None:
         if self.category_weight < 0:
@@ -101,6 +106,13 @@ class ContentBased(Recommender):
     # plain scipy expression in each comment, so the scores are the same to the last bit.
 
     def _profile_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
+        unit = self._unit_profile(items, ratings)
+        if unit is None:
+            return np.zeros(len(self.catalogue_))
+        return np.asarray(self.item_vectors_ @ unit, dtype=np.float64)
+
+    def _unit_profile(self, items: IntArray, ratings: FloatArray) -> FloatArray | None:
+        """The rating-weighted sum of the items' vectors, unit length (None when it is zero)."""
         weights = ratings - ratings.mean() if self.center_ratings else ratings
         if not np.any(weights):
             weights = ratings
@@ -119,11 +131,19 @@ class ContentBased(Recommender):
         # when another process holds the other core.
         norm = float(np.sqrt(np.einsum("i,i->", profile, profile)))
         if norm == 0.0:
-            return np.zeros(len(self.catalogue_))
-        return np.asarray(vectors @ (profile / norm), dtype=np.float64)
+            return None
+        return profile / norm
 
     def _user_scores(self, user: int) -> FloatArray:
         return self._profile_scores(*self.user_ratings(user))
+
+    def _scores_at(self, user: int, items: IntArray) -> FloatArray:
+        # csr_matvec sums each row in stored order whether it multiplies the whole matrix or
+        # these rows alone: the same bits as ``_user_scores(user)[items]``.
+        unit = self._unit_profile(*self.user_ratings(user))
+        if unit is None:
+            return np.zeros(len(items))
+        return np.asarray(_rows(self.item_vectors_, items) @ unit, dtype=np.float64)
 
     def _ratings_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
         return self._profile_scores(items, ratings)

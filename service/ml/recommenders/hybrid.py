@@ -11,12 +11,22 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from service.ml.datasets import Dataset
 from service.ml.ranking import ndcg_at_k
-from service.ml.recommenders.base import FloatArray, IntArray, Recommender, is_fitted, top_k
+from service.ml.recommenders.base import (
+    SHORTLIST,
+    FloatArray,
+    IntArray,
+    Recommendations,
+    Recommender,
+    is_fitted,
+    learned_digest,
+    top_k,
+)
 from service.ml.recommenders.collaborative import Collaborative
 from service.ml.recommenders.content import ContentBased
 from service.ml.recommenders.mmr import mmr
@@ -62,6 +72,11 @@ class Hybrid(Recommender):
         How many of the best blended items MMR chooses from.
     random_state : int, default=0
         Seed of the validation split used by ``"auto"``.
+    shortlist : int, default=100
+        When above 0, ``fit`` keeps every known user's ``n_candidates`` MMR candidates in the
+        order MMR picks them at ``mmr_lambda`` (``shortlist_``), and
+        each sub-model's normalisation (``spans_``): a request then scores only the items it
+        returns, or its candidates for another lambda. 0 ranks at every request.
 
     Attributes
     ----------
@@ -71,9 +86,19 @@ class Hybrid(Recommender):
         NDCG@10 per content weight tried by ``"auto"`` (empty otherwise).
     content_, collaborative_ : Recommender or None
         The attached sub-models (``None`` after unpickling until :meth:`attach`).
+    shortlist_, shortlist_scores_ : ndarray of shape (n_users, n_candidates) or None
+        Candidate positions per user, in MMR order at ``mmr_lambda`` (-1 past the end), and
+        their blended scores (float32).
+    spans_ : ndarray of shape (n_users, 2, 2) or None
+        Per user and sub-model, the offset and divisor of its normalisation.
+    shortlist_of_ : str or None
+        :func:`~service.ml.recommenders.base.learned_digest` of the sub-models the shortlists
+        were ranked with: attaching others drops the shortlists.
     """
 
     name = "hybrid"
+    spans_: npt.NDArray[np.float64] | None
+    shortlist_of_: str | None
 
     def __init__(
         self,
@@ -89,6 +114,7 @@ class Hybrid(Recommender):
         mmr_lambda: float = 0.7,
         n_candidates: int = 100,
         random_state: int = 0,
+        shortlist: int = SHORTLIST,
     ) -> None:
         self.content = content
         self.collaborative = collaborative
@@ -101,6 +127,7 @@ class Hybrid(Recommender):
         self.mmr_lambda = mmr_lambda
         self.n_candidates = n_candidates
         self.random_state = random_state
+        self.shortlist = shortlist
 
     # --- fitting --------------------------------------------------------------------------------
 
@@ -197,6 +224,12 @@ class Hybrid(Recommender):
         self.collaborative_: Collaborative | None = collaborative
         for attribute in _SHARED_STATE:
             setattr(self, attribute, getattr(content, attribute))
+        if getattr(self, "shortlist_", None) is not None and self.shortlist_of_ != _digest(
+            content, collaborative
+        ):
+            self.shortlist_ = self.shortlist_scores_ = None
+            self.spans_ = None
+            self.shortlist_of_ = None
 
     def __sklearn_is_fitted__(self) -> bool:
         return getattr(self, "content_", None) is not None and hasattr(self, "weights_")
@@ -226,6 +259,63 @@ class Hybrid(Recommender):
             )
         return self.content_, self.collaborative_
 
+    # --- shortlists ----------------------------------------------------------------------------
+
+    def _shortlist_length(self) -> int:
+        # The MMR candidates themselves: any n up to n_candidates is a prefix of their order.
+        return self.n_candidates if super()._shortlist_length() else 0
+
+    def _build_shortlists(self) -> None:
+        content, collaborative = self._parts()
+        self.spans_ = None
+        self.shortlist_of_ = None
+        if self._shortlist_length():
+            self.spans_ = np.zeros((len(self.user_ids_), 2, 2))
+        super()._build_shortlists()
+        if self.shortlist_ is not None:
+            self.shortlist_of_ = _digest(content, collaborative)
+
+    def _shortlist_row(self, row: int, length: int) -> tuple[IntArray, FloatArray]:
+        content, collaborative = self._parts()
+        c, f = content._user_scores(row), collaborative._user_scores(row)
+        assert self.spans_ is not None
+        self.spans_[row] = (_span(c, self.normalization), _span(f, self.normalization))
+        # MMR over every candidate: its first n picks are its answer for any n (it is greedy).
+        scores = self._blend(c, f, self.weights_)
+        order = self._rank(scores, length, self.seen(row))
+        return order, scores[order]
+
+    def _from_shortlist(self, row: int, n: int, **options: Any) -> Recommendations | None:
+        lam = self._lambda(options)
+        # The candidates a request for n ranks: the best max(n, n_candidates) unseen items.
+        if getattr(self, "spans_", None) is None or self._shortlisted(row, n) is None:
+            return None
+        if lam == self.mmr_lambda:  # the stored order is the answer
+            return super()._from_shortlist(row, n)
+        stored = self._shortlisted(row, self.n_candidates)
+        if stored is None or (n > self.n_candidates and stored.size == self.n_candidates):
+            return None
+        # Another lambda: the same candidates, scored exactly and put back in relevance order
+        # (ties by position, as top_k orders them), then re-ranked as _rank does.
+        scores = self._scores_at(row, stored)
+        ranking = np.lexsort((stored, -scores))
+        candidates, scores = stored[ranking], scores[ranking]
+        if lam == 1.0:
+            return self._pairs(candidates[:n], scores[:n])
+        relevance = _rescale(scores, "minmax")
+        similarity = self._parts()[0].pairwise(candidates)
+        picks = mmr(relevance, similarity, n, lam)
+        return self._pairs(candidates[picks], scores[picks])
+
+    def _scores_at(self, user: int, items: IntArray) -> FloatArray:
+        content, collaborative = self._parts()
+        assert self.spans_ is not None
+        (c_offset, c_divisor), (f_offset, f_divisor) = self.spans_[user].tolist()
+        c = _scaled(content._scores_at(user, items), c_offset, c_divisor)
+        f = _scaled(collaborative._scores_at(user, items), f_offset, f_divisor)
+        weights = self.weights_
+        return weights[0] * c + weights[1] * f
+
     # --- scoring --------------------------------------------------------------------------------
 
     def _blend(
@@ -251,19 +341,41 @@ class Hybrid(Recommender):
         c, f = content._item_scores(item), collaborative._item_scores(item)
         return self._blend(c, f, self.weights_)
 
-    def _rank(
-        self, scores: FloatArray, n: int, exclude: IntArray | None, **options: Any
-    ) -> IntArray:
+    def _lambda(self, options: dict[str, Any]) -> float:
         lam = options.get("mmr_lambda")
         lam = self.mmr_lambda if lam is None else float(lam)
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"mmr_lambda must be within 0..1, got {lam!r}")
+        return lam
+
+    def _rank(
+        self, scores: FloatArray, n: int, exclude: IntArray | None, **options: Any
+    ) -> IntArray:
+        lam = self._lambda(options)
         if lam == 1.0:
             return top_k(scores, n, exclude)
         candidates = top_k(scores, max(n, self.n_candidates), exclude)
         relevance = _rescale(scores[candidates], "minmax")
         similarity = self._parts()[0].pairwise(candidates)
         return candidates[mmr(relevance, similarity, n, lam)]
+
+
+def _digest(content: ContentBased, collaborative: Collaborative) -> str:
+    return learned_digest(content) + learned_digest(collaborative)
+
+
+def _span(scores: FloatArray, normalization: str) -> tuple[float, float]:
+    """What ``_rescale`` subtracts from and divides ``scores`` by (divisor 0: all zeros)."""
+    if normalization == "zscore":
+        spread = float(scores.std())
+        return (float(scores.mean()), spread if spread > 0 else 0.0)
+    low, high = float(scores.min()), float(scores.max())
+    return (low, high - low if high > low else 0.0)
+
+
+def _scaled(scores: FloatArray, offset: float, divisor: float) -> FloatArray:
+    """``_rescale`` with a user's stored span: the same operations, so the same values."""
+    return (scores - offset) / divisor if divisor else np.zeros_like(scores)
 
 
 def _prepared(model: Recommender | None, default: type[Recommender], dataset: Dataset) -> Any:
