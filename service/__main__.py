@@ -1,14 +1,16 @@
 """``wisata-serve``: run the recommendation service.
 
 Configuration comes from the ``WISATA_*`` variables (see :mod:`service.config`); ``--host`` and
-``--port`` override ``WISATA_HOST`` and ``WISATA_PORT``. A bad value prints ``error: ...`` naming
-the variable and exits with status 2.
+``--port`` override ``WISATA_HOST`` and ``WISATA_PORT``. With ``WISATA_WORKERS`` above 1 this
+process supervises that many serving processes on the port (:mod:`service.serving.supervisor`).
+A bad value prints ``error: ...`` naming the variable and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from service.config import Config, ConfigError
 from service.errors import DatabaseNotReady
+from service.serving.supervisor import supervise
 from service.web.app import create_app
 from service.web.dashboard import DashboardMissing
 from storage import StorageError
@@ -65,9 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     debug = config.log_level_number <= logging.DEBUG
     host, port = config.host, config.port
+    worker = os.environ.get("WISATA_WORKER_ID")
+    if worker is None and config.worker_count > 1:
+        logger.info("wisata-serve: %d workers on http://%s:%d", config.worker_count, host, port)
+        return supervise(config.worker_count, list(argv or sys.argv[1:]), os.environ)
 
     def announce(_: str) -> None:
-        logger.info("wisata-serve listening on http://%s:%d", host, port)
+        who = "wisata-serve" if worker is None else f"wisata-serve worker {worker}"
+        logger.info("%s listening on http://%s:%d", who, host, port)
 
     try:
         app = create_app(config)
@@ -80,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=host,
             port=port,
             print=announce,
+            reuse_port=worker is not None,
             access_log=logging.getLogger("aiohttp.access") if debug else None,
         )
     except (OSError, StorageError) as e:

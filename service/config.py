@@ -32,6 +32,7 @@ __all__ = ["Config", "ConfigError"]
 PREFIX = "WISATA_"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Weight = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+WorkerCount = Annotated[int, Field(ge=1, le=64)]
 
 
 class Config(BaseSettings):
@@ -97,6 +98,11 @@ class Config(BaseSettings):
         description="Comma-separated origins allowed on the public read routes, or *.",
         examples=["https://app.example.com"],
     )
+    workers: WorkerCount | Literal["auto"] = Field(
+        default=1,
+        description="Serving processes on the port (SO_REUSEPORT), or auto: one per core.",
+        examples=["2"],
+    )
     training_workers: int = Field(
         default=1, ge=1, le=64, description="Training worker processes.", examples=["2"]
     )
@@ -154,6 +160,13 @@ class Config(BaseSettings):
             raise _config_error(cls, e) from None
 
     # --- derived ------------------------------------------------------------------------------
+
+    @property
+    def worker_count(self) -> int:
+        """How many serving processes ``workers`` asks for (``auto``: the usable cores)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return int(self.workers)
 
     @property
     def data_dir(self) -> Path:

@@ -29,6 +29,7 @@ from service.ml.recommenders import Hybrid
 from service.serving.building import BuildResult, build_artifacts, train
 from service.serving.events import Events, JobFinished, JobStarted
 from service.serving.registry import Registry
+from service.serving.workers import TrainingLock, WorkerGroup
 
 __all__ = [
     "MAX_JOBS_KEPT",
@@ -170,6 +171,9 @@ class Trainer:
         The hybrid's content weight.
     events : Events, optional
         Where jobs starting and ending are reported (default: the registry's).
+    group : WorkerGroup, optional
+        The serving processes sharing this port: a job runs in one of them at a time, and
+        every one of them reports it.
     """
 
     def __init__(
@@ -181,8 +185,11 @@ class Trainer:
         key: bytes | None = None,
         hybrid_weight: HybridWeight = "auto",
         events: Events | None = None,
+        group: WorkerGroup | None = None,
     ) -> None:
         self.registry = registry
+        self.group = group
+        self._locks: dict[str, TrainingLock] = {}
         self.executor = executor
         self.data_dir = data_dir
         self.key = key
@@ -210,12 +217,39 @@ class Trainer:
         if running is not None:
             raise TrainingInProgress(running.id)
         job = Job(id=uuid.uuid4().hex[:12], models=order)
+        if self.group is not None:
+            lock = self.group.lock_training(job.id)
+            if lock is None:
+                raise TrainingInProgress(self.group.training_job() or "of another worker")
+            self._locks[job.id] = lock
+            self._share(job)
         self._jobs[job.id] = job
         for old in list(self._jobs)[:-MAX_JOBS_KEPT]:
             del self._jobs[old]
             self._tasks.pop(old, None)
         self._tasks[job.id] = asyncio.get_running_loop().create_task(self._run(job))
         return job
+
+    def report(self, job_id: str) -> JobReport:
+        """A job's report: this process's job, or one another worker of the group runs."""
+        with contextlib.suppress(UnknownJob):
+            return self.job(job_id).report()
+        shared = None if self.group is None else self.group.job(job_id)
+        if shared is None:
+            raise UnknownJob(job_id, MAX_JOBS_KEPT)
+        return JobReport.model_validate_json(shared)
+
+    def shared_running(self) -> JobReport | None:
+        """The job another worker of the group is running, if one is."""
+        if self.group is None or not self.group.training_busy():
+            return None
+        job_id = self.group.training_job()
+        report = None if job_id is None else self.group.job(job_id)
+        return None if report is None else JobReport.model_validate_json(report)
+
+    def _share(self, job: Job) -> None:
+        if self.group is not None:
+            self.group.save_job(job.id, job.report().model_dump_json())
 
     async def wait(self, job_id: str) -> Job:
         """Wait until a job has ended and return it."""
@@ -227,6 +261,7 @@ class Trainer:
 
     async def _run(self, job: Job) -> None:
         job.state, job.started_at = JobState.RUNNING, datetime.now(UTC)
+        self._share(job)
         logger.info("training job %s started: %s", job.id, ", ".join(job.models))
         self.events.emit(JobStarted(job.id))
         try:
@@ -253,6 +288,10 @@ class Trainer:
             logger.exception("training job %s failed", job.id)
         finally:
             job.finished_at = datetime.now(UTC)
+            self._share(job)
+            lock = self._locks.pop(job.id, None)
+            if lock is not None:
+                lock.release()
             logger.info("training job %s %s", job.id, job.state.value)
             self.events.emit(JobFinished(job.id, job.state.value, dict(job.seconds)))
 

@@ -23,12 +23,15 @@ from service.serving.feedback import Feedback
 from service.serving.imports import seed_if_new
 from service.serving.registry import Registry
 from service.serving.trainer import Trainer, make_executor, stop_executor
+from service.serving.workers import WorkerGroup
 from service.web.cache import ResponseCache
+from service.web.group import announce
 from service.web.keys import (
     CACHE,
     CONFIG,
     EXECUTOR,
     FEEDBACK,
+    GROUP,
     METRICS,
     OPENAPI,
     REGISTRY,
@@ -96,6 +99,9 @@ def create_app(config: Config) -> web.Application:
     app[ROUTES] = routes
     app[OPENAPI] = functools.cache(lambda scale: build_document(routes, rating_scale=scale))
     app[STORAGE] = StorageState()
+    group = WorkerGroup.from_env()
+    if group is not None:
+        app[GROUP] = group
     add_routes(app, routes)
     app.cleanup_ctx.extend([_store, _executor, _registry, _feedback, _trainer, _reloader])
     return app
@@ -216,8 +222,10 @@ async def _trainer(app: web.Application) -> AsyncIterator[None]:
         data_dir=config.data,
         key=config.artifact_key,
         hybrid_weight=config.hybrid_weight,
+        group=app.get(GROUP),
     )
     app[TRAINER] = trainer
+    announce(app)
     try:
         yield
     finally:
@@ -256,6 +264,7 @@ async def _reload_forever(app: web.Application, interval: float) -> None:
         else:
             if reloaded:
                 logger.info("loaded new stored versions of %s", ", ".join(reloaded))
+        announce(app)
 
 
 async def _refresh_recent(app: web.Application) -> None:

@@ -12,6 +12,7 @@ from service.config import Config
 from service.serving.feedback import Feedback
 from service.serving.registry import Registry
 from service.serving.trainer import Trainer
+from service.serving.workers import WorkerGroup
 from service.web.cache import ResponseCache
 from service.web.telemetry import Metrics
 from storage import ArtifactStore
@@ -21,6 +22,7 @@ __all__ = [
     "CONFIG",
     "EXECUTOR",
     "FEEDBACK",
+    "GROUP",
     "METRICS",
     "OPENAPI",
     "REGISTRY",
@@ -63,6 +65,7 @@ EXECUTOR = web.AppKey("executor", Executor)
 REGISTRY = web.AppKey("registry", Registry)
 TRAINER = web.AppKey("trainer", Trainer)
 FEEDBACK = web.AppKey("feedback", Feedback)
+GROUP = web.AppKey("group", WorkerGroup)
 """The ratings store and the recent ratings; present only when WISATA_DATA is a database."""
 ROUTES = web.AppKey("routes", tuple[Any, ...])
 """The routes this service serves (the feedback routes only with a database)."""

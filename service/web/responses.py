@@ -161,12 +161,26 @@ class DatabaseReport(TypedDict):
     recent_users: Annotated[int, Field(description="Users with such ratings.")]
 
 
+class WorkerReport(TypedDict):
+    worker: Annotated[int, Field(description="The worker's number, 0 to WISATA_WORKERS - 1.")]
+    pid: int
+    models: Annotated[
+        dict[str, str | None], Field(description="The model_version each model answers with.")
+    ]
+
+
 class Status(TypedDict):
     models: dict[str, ModelStatus]
     storage: StorageReport
     job: Annotated[JobReport | None, Field(description="The queued or running job.")]
     unfinished_publish: UnfinishedPublish | None
     database: NotRequired[Annotated[DatabaseReport, Field(description="When WISATA_DATA is one.")]]
+    worker: NotRequired[
+        Annotated[WorkerReport, Field(description="The worker that answered (WISATA_WORKERS > 1).")]
+    ]
+    workers: NotRequired[
+        Annotated[list[WorkerReport], Field(description="What every live worker serves.")]
+    ]
 
 
 class RatingsStored(TypedDict):

@@ -18,9 +18,11 @@ from service.ml.recommenders import MODEL_NAMES, Hybrid, Recommender
 from service.serving import answers
 from service.serving.status import StoredArtifact
 from service.web import parsing
+from service.web.group import announce
 from service.web.keys import (
     CACHE,
     FEEDBACK,
+    GROUP,
     METRICS,
     OPENAPI,
     REGISTRY,
@@ -58,6 +60,7 @@ from service.web.responses import (
     Status,
     StorageReport,
     Versions,
+    WorkerReport,
     finite,
     to_json,
 )
@@ -184,6 +187,16 @@ async def status(request: web.Request) -> web.Response:
         job=None if job is None else job.report(),
         unfinished_publish=registry.unfinished,
     )
+    group = app.get(GROUP)
+    if group is not None:
+        announce(app)
+        members = [cast(WorkerReport, entry) for entry in group.members()]
+        mine = next((entry for entry in members if entry["worker"] == group.worker), None)
+        if mine is not None:
+            answer["worker"] = mine
+        answer["workers"] = members
+        if job is None:
+            answer["job"] = app[TRAINER].shared_running()
     feedback = app.get(FEEDBACK)
     if feedback is not None:
         answer["database"] = DatabaseReport(
@@ -217,7 +230,7 @@ async def train_model(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     """A training job's state, times, seconds per model and error."""
-    return respond(to_json(JOB, request.app[TRAINER].job(request.match_info["job_id"]).report()))
+    return respond(to_json(JOB, request.app[TRAINER].report(request.match_info["job_id"])))
 
 
 async def reload(request: web.Request) -> web.Response:
