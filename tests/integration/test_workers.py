@@ -62,9 +62,8 @@ def test_a_training_runs_once_and_every_worker_then_answers_with_its_version(
         def one_version() -> dict[str, Any] | None:
             members = both_workers(server)
             versions = [m["models"] for m in members]
-            if len(versions) == 2 and versions[0] == versions[1] and None not in versions[0].values():
-                return versions[0]
-            return None
+            agreed = len(versions) == 2 and versions[0] == versions[1]
+            return versions[0] if agreed and None not in versions[0].values() else None
 
         served = wait_until(one_version, 10 * RELOAD + 5, "the workers did not agree", server)
         answered_by = set()
