@@ -31,7 +31,7 @@ from bench.synthetic import SyntheticSpec, generate, write_wisata
 
 ROOT = Path(__file__).resolve().parents[1]
 _STEP = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 start = time.perf_counter()
 kind, location = sys.argv[1], sys.argv[2]
@@ -47,7 +47,10 @@ else:
     report = import_folder(database, Path(sys.argv[3]))
     facts = {"ratings": report["ratings"], "rejected": report["rejected"]}
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child started by this large
+# parent would report the parent's peak; exec gives the child a new VmHWM.
+status = Path("/proc/self/status").read_text().split("VmHWM:")[1]
+peak = int(status.split()[0]) * 1024
 print(json.dumps({"seconds": seconds, "peak": peak, **facts}))
 """
 

@@ -3,9 +3,11 @@
 Run from the repository root, as a module (run as a script, this file would shadow the standard
 library's ``http``)::
 
-    .venv/bin/python -m bench.http [--duration 10] [--connections 32] [--startups 3]
+    .venv/bin/python -m bench.http [--data DIR] [--duration 10] [--connections 32]
+        [--startups 3] [--workers 2]
 
-It starts a ``moto_server`` process, publishes the three demo artifacts to a bucket, and runs
+It starts a ``moto_server`` process, publishes the three artifacts trained on ``--data`` (the
+demo data by default; MovieLens small for the computed-answer targets) to a bucket, and runs
 every server as its own process on 127.0.0.1; the load comes from this process, a bounded
 aiohttp loop (``--connections`` workers, each sending its next request when the previous one
 is answered, for ``--duration`` seconds after half a second of warm-up; every target in turn,
@@ -14,9 +16,11 @@ is answered, for ``--duration`` seconds after half a second of warm-up; every ta
 1. startup to ready: from spawning ``python -m service`` to ``/readyz`` answering 200, with the
    seconds the service itself spent loading the artifacts (from ``/api/ml/status``);
 2. requests per second (median of the rounds) and p50/p99 latency of
-   ``GET /api/frontend/recommendations`` (users cycling over the demo's 300) with the response
-   cache on (the default) and off (``WISATA_RESPONSE_CACHE=0``: every answer computed by the
-   model), against a bare aiohttp JSON hello-world server, and the service's own ``/healthz``;
+   ``GET /api/frontend/recommendations`` (the dataset's known users in a seeded random order)
+   with the response cache on (the default) and off (``WISATA_RESPONSE_CACHE=0``: every answer
+   computed by the model, for each of the three models, and for the hybrid with ``--workers``
+   serving processes), against a bare aiohttp JSON hello-world server, and the service's own
+   ``/healthz``;
 3. p99 of the same requests while train-all jobs run back to back, against idle p99.
 
 Everything shares the machine's cores: on a 2-core VM client, server and training worker
@@ -46,7 +50,7 @@ import aiohttp
 from aiohttp import web
 
 WARMUP_SECONDS = 0.5
-USERS = [f"u{i:03d}" for i in range(1, 301)]
+USERS: list[str] = []
 
 
 @dataclass
@@ -132,9 +136,13 @@ def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
             child.wait()
 
 
+DATA = ""
+
+
 def service_env(storage: str, endpoint: str, port: int) -> dict[str, str]:
     return {
         **os.environ,
+        "WISATA_DATA": DATA,
         "WISATA_STORAGE": storage,
         "WISATA_S3_ENDPOINT": endpoint,
         "WISATA_PORT": str(port),
@@ -149,14 +157,21 @@ def get_json(url: str, method: str = "GET") -> Any:
         return json.loads(response.read())
 
 
-async def seed(storage: str, endpoint: str) -> None:
+async def seed(storage: str, endpoint: str, data: str) -> None:
+    """Publish the three models trained on ``data``; its known users become ``USERS``."""
+    import random
+
     from service import artifacts
-    from service.sample_data import SAMPLE_DATA_DIR
+    from service.ml.datasets import load_dataset
     from service.serving.registry import artifact_key
     from service.serving.trainer import build_artifacts
     from storage import StoreSettings, open_store
 
-    built = build_artifacts(SAMPLE_DATA_DIR).artifacts
+    dataset = load_dataset(data)
+    users = sorted(str(u) for u in dataset.interactions["user_id"].unique())
+    random.Random(0).shuffle(users)
+    USERS[:] = users
+    built = build_artifacts(dataset).artifacts
     async with open_store(
         storage, StoreSettings(endpoint=endpoint, create_bucket=True, versioning=True)
     ) as store:
@@ -196,8 +211,19 @@ def import_seconds() -> float:
     return time.monotonic() - started
 
 
-async def load(target: Load, url: Callable[[int], str], connections: int, duration: float) -> None:
-    """Keep ``connections`` requests in flight for ``duration`` s; add the run to ``target``."""
+async def load(
+    target: Load,
+    url: Callable[[int], str],
+    connections: int,
+    duration: float,
+    body: Callable[[int], Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Keep ``connections`` requests in flight for ``duration`` s; add the run to ``target``.
+
+    Request ``i`` is a GET of ``url(i)``, or a POST of the JSON ``body(i)`` when ``body`` is
+    given; an answer outside 2xx counts as an error.
+    """
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=connections)
@@ -209,9 +235,14 @@ async def load(target: Load, url: Callable[[int], str], connections: int, durati
             i = first
             while loop.time() < until:
                 start = time.perf_counter()
-                async with session.get(url(i)) as response:
+                sent = (
+                    session.get(url(i), headers=headers)
+                    if body is None
+                    else session.post(url(i), json=body(i), headers=headers)
+                )
+                async with sent as response:
                     await response.read()
-                    failed = response.status != 200
+                    failed = not 200 <= response.status < 300
                 if record:
                     latencies.append(time.perf_counter() - start)
                     errors += failed
@@ -290,30 +321,40 @@ async def run(args: argparse.Namespace) -> None:
 
     os.environ.update(fake_aws_environment())
     load_average = os.getloadavg()[0]
+    global DATA
+    DATA = str(args.data)
     with S3ServerProcess() as moto:
         storage = f"s3://bench-{uuid.uuid4().hex[:12]}/wisata"
-        await seed(storage, moto.endpoint)
+        await seed(storage, moto.endpoint, DATA)
         imports = statistics.median(import_seconds() for _ in range(3))
         starts = startup(storage, moto.endpoint, args.startups)
 
-        ports = {name: free_port() for name in ("hello", "cached", "uncached")}
+        ports = {name: free_port() for name in ("hello", "cached", "uncached", "workers")}
         hello_cmd = [sys.executable, "-m", "bench.http", "hello", "--port", str(ports["hello"])]
         service_cmd = [sys.executable, "-m", "service"]
         uncached_env = {
             **service_env(storage, moto.endpoint, ports["uncached"]),
             "WISATA_RESPONSE_CACHE": "0",
         }
+        workers_env = {
+            **service_env(storage, moto.endpoint, ports["workers"]),
+            "WISATA_RESPONSE_CACHE": "0",
+            "WISATA_WORKERS": str(args.workers),
+        }
         with (
             process(hello_cmd, dict(os.environ)),
             process(service_cmd, service_env(storage, moto.endpoint, ports["cached"])),
             process(service_cmd, uncached_env),
+            process(service_cmd, workers_env),
         ):
-            cached, uncached = (f"http://127.0.0.1:{ports[k]}" for k in ("cached", "uncached"))
+            cached, uncached, workers = (
+                f"http://127.0.0.1:{ports[k]}" for k in ("cached", "uncached", "workers")
+            )
             hello = f"http://127.0.0.1:{ports['hello']}/"
             wait_for(hello)
-            wait_for(f"{cached}/readyz")
-            wait_for(f"{uncached}/readyz")
-            results, trainings = await measure(args, hello, cached, uncached)
+            for base in (cached, uncached, workers):
+                wait_for(f"{base}/readyz")
+            results, trainings = await measure(args, hello, cached, uncached, workers)
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"- Date: {when}")
@@ -323,6 +364,7 @@ async def run(args: argparse.Namespace) -> None:
         f"{load_average:.1f} when the benchmark started"
     )
     print(f"- Command: `.venv/bin/python -m bench.http {' '.join(sys.argv[1:])}`".rstrip())
+    print(f"- Data: {args.data} ({len(USERS)} known users, in a seeded random order)")
     print()
     rows = [
         [f"{i + 1}", f"{a:.2f}", f"{b:.2f}", f"{c * 1000:.0f}"]
@@ -345,14 +387,15 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def measure(
-    args: argparse.Namespace, hello: str, cached: str, uncached: str
+    args: argparse.Namespace, hello: str, cached: str, uncached: str, workers: str
 ) -> tuple[dict[str, Load], dict[str, Training]]:
     """Every target in turn, ``--rounds`` times, so that drift in the machine's load hits all."""
     n, d = args.connections, args.duration
 
     def recs(base: str, algorithm: str) -> Callable[[int], str]:
         return lambda i: (
-            f"{base}/api/frontend/recommendations?user_id={USERS[i % 300]}&algorithm={algorithm}"
+            f"{base}/api/frontend/recommendations?user_id={USERS[i % len(USERS)]}"
+            f"&algorithm={algorithm}"
         )
 
     targets: dict[str, tuple[str, Callable[[int], str], str | None]] = {
@@ -367,6 +410,12 @@ async def measure(
             uncached,
         ),
         "collaborative": ("collaborative, cache off", recs(uncached, "collaborative"), None),
+        "content": ("content, cache off", recs(uncached, "content"), None),
+        "workers": (
+            f"hybrid, cache off, {args.workers} workers",
+            recs(workers, "hybrid"),
+            None,
+        ),
     }
     results = {key: Load(label) for key, (label, _, _) in targets.items()}
     # Every user's answer computed once: the cache-on runs then measure answers from the cache.
@@ -394,7 +443,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="load runs per target")
     parser.add_argument("--connections", type=int, default=32, help="requests in flight")
     parser.add_argument("--startups", type=int, default=3, help="service starts to time")
+    parser.add_argument(
+        "--data", default=None, help="dataset folder the models are trained on (default: demo)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="WISATA_WORKERS of the workers row")
     args = parser.parse_args()
+    if args.data is None:
+        from service.sample_data import SAMPLE_DATA_DIR
+
+        args.data = str(SAMPLE_DATA_DIR)
     if args.command == "hello":
         web.run_app(hello_app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
         return

@@ -237,7 +237,7 @@ def test_a_hybrid_attached_to_other_sub_models_drops_its_shortlists(
     assert hybrid.shortlist_ is not None
     other = Collaborative(n_components=4).fit(demo)
     hybrid.attach(hybrid.content_, other)
-    assert hybrid.shortlist_ is None
+    assert hybrid.shortlist_ is None and hybrid.neighbours_ is None
     expected = Hybrid(
         content=hybrid.content_, collaborative=other, content_weight=hybrid.weights_[0], shortlist=0
     ).fit(demo)
@@ -253,3 +253,18 @@ def test_models_without_shortlists_still_answer(demo: Dataset) -> None:
     older.__setstate__(state)
     plain = full_catalogue(model).fit(demo)
     assert older.recommend("u002", 10).items == plain.recommend("u002", 10).items
+
+
+@pytest.mark.parametrize("name", ["content_based", "collaborative", "hybrid"])
+def test_precomputed_neighbours_are_the_whole_catalogues_similar_items(
+    model_pairs: dict[str, tuple[Recommender, Recommender]], name: str
+) -> None:
+    precomputed, plain = model_pairs[name]
+    assert precomputed.neighbours_ is not None and plain.neighbours_ is None
+    for item_id in precomputed.catalogue_.ids:
+        for n in (1, 10, 100):
+            got, expected = precomputed.similar_items(item_id, n), plain.similar_items(item_id, n)
+            assert [item for item, _ in got] == [item for item, _ in expected]
+            assert item_id not in {item for item, _ in got}
+            for (_, score), (_, exact) in zip(got, expected, strict=True):
+                assert score == pytest.approx(exact, rel=1e-6, abs=1e-7)

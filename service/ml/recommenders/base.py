@@ -205,6 +205,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         ).astype(np.float64)
         self._fit(dataset)
         self._build_shortlists()
+        self._build_neighbours()
         return self
 
     # --- hooks ----------------------------------------------------------------------------------
@@ -262,6 +263,24 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
             table[row, : order.size] = order
             values[row, : order.size] = scores
         self.shortlist_, self.shortlist_scores_ = table, values
+
+    def _build_neighbours(self) -> None:
+        """Every item's ``shortlist`` most similar items and their scores, as ``similar_items``
+        ranks them over the whole catalogue (``neighbours_``, ``neighbour_scores_``)."""
+        length = min(self._shortlist_length(), len(self.catalogue_) - 1)
+        self.neighbours_: npt.NDArray[np.signedinteger[Any]] | None = None
+        self.neighbour_scores_: npt.NDArray[np.float32] | None = None
+        if length <= 0:
+            return
+        dtype = np.int16 if len(self.catalogue_) < np.iinfo(np.int16).max else np.int32
+        table = np.zeros((len(self.catalogue_), length), dtype=dtype)
+        values = np.zeros((len(self.catalogue_), length), dtype=np.float32)
+        for item in range(len(self.catalogue_)):
+            scores = self._item_scores(item)
+            order = top_k(scores, length, np.array([item], dtype=np.intp))
+            table[item, : order.size] = order
+            values[item, : order.size] = scores[order]
+        self.neighbours_, self.neighbour_scores_ = table, values
 
     def _shortlist_row(self, row: int, length: int) -> tuple[IntArray, FloatArray]:
         """The best ``length`` unseen items of the user in ``row`` in answer order, and scores."""
@@ -327,6 +346,14 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         self._check_fitted()
         _check_n(n)
         position = self.catalogue_.position(item_id)
+        table: npt.NDArray[Any] | None = getattr(self, "neighbours_", None)
+        if (
+            table is not None
+            and self.neighbour_scores_ is not None
+            and (n <= table.shape[1] or table.shape[1] == len(self.catalogue_) - 1)
+        ):
+            order = np.asarray(table[position, :n], dtype=np.intp)
+            return self._pairs(order, self.neighbour_scores_[position, : order.size]).items
         scores = self._item_scores(position)
         order = top_k(scores, n, np.array([position], dtype=np.intp))
         return self._ranked(scores, order).items

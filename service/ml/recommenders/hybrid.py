@@ -91,9 +91,11 @@ class Hybrid(Recommender):
         their blended scores (float32).
     spans_ : ndarray of shape (n_users, 2, 2) or None
         Per user and sub-model, the offset and divisor of its normalisation.
+    neighbours_, neighbour_scores_ : ndarray of shape (n_items, 100) or None
+        Each item's most similar items and their blended scores (float32).
     shortlist_of_ : str or None
         :func:`~service.ml.recommenders.base.learned_digest` of the sub-models the shortlists
-        were ranked with: attaching others drops the shortlists.
+        and neighbours were ranked with: attaching others drops them.
     """
 
     name = "hybrid"
@@ -228,6 +230,7 @@ class Hybrid(Recommender):
             content, collaborative
         ):
             self.shortlist_ = self.shortlist_scores_ = None
+            self.neighbours_ = self.neighbour_scores_ = None
             self.spans_ = None
             self.shortlist_of_ = None
 
