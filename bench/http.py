@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -307,6 +308,35 @@ async def during_training(
     training.measured += duration
 
 
+def serving_rss(servers: dict[str, int]) -> dict[str, tuple[float, str]]:
+    """RSS (MB) of each server's serving processes: itself, and its ``python -m service`` children.
+
+    A supervisor's children are its workers; the training pools' processes are left out.
+    """
+
+    def rss(pid: int) -> float:
+        status = Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1]
+        return int(status.split()[0]) / 1024
+
+    def serving_children(pid: int) -> list[int]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                command = Path(f"/proc/{child}/cmdline").read_text().split("\0")
+                if command[1:3] == ["-m", "service"]:
+                    found.append(int(child))
+        return found
+
+    figures = {}
+    for label, pid in servers.items():
+        parts = {"supervisor" if serving_children(pid) else "process": rss(pid)}
+        for k, child in enumerate(serving_children(pid)):
+            parts[f"worker {k}"] = rss(child)
+        each = ", ".join(f"{name} {mb:.0f} MB" for name, mb in parts.items())
+        figures[label] = (sum(parts.values()), each)
+    return figures
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -344,9 +374,10 @@ async def run(args: argparse.Namespace) -> None:
         with (
             process(hello_cmd, dict(os.environ)),
             process(service_cmd, service_env(storage, moto.endpoint, ports["cached"])),
-            process(service_cmd, uncached_env),
-            process(service_cmd, workers_env),
+            process(service_cmd, uncached_env) as single,
+            process(service_cmd, workers_env) as group,
         ):
+            servers = {"1 process": single.pid, f"WISATA_WORKERS={args.workers}": group.pid}
             cached, uncached, workers = (
                 f"http://127.0.0.1:{ports[k]}" for k in ("cached", "uncached", "workers")
             )
@@ -355,6 +386,7 @@ async def run(args: argparse.Namespace) -> None:
             for base in (cached, uncached, workers):
                 wait_for(f"{base}/readyz")
             results, trainings = await measure(args, hello, cached, uncached, workers)
+            memory = serving_rss(servers)
 
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"- Date: {when}")
@@ -376,6 +408,10 @@ async def run(args: argparse.Namespace) -> None:
     header = ["target", "req/s", "of hello-world", "p50 ms", "p99 ms", "requests", "errors"]
     baseline = results["hello"]
     print(table(header, [r.cells(baseline) for r in results.values()]))
+    print()
+    print()
+    for label, (total, each) in memory.items():
+        print(f"- RSS of the serving processes, {label}: {total:.0f} MB ({each})")
     print()
     for key, training in trainings.items():
         busy, idle = results[f"{key} training"], results[key]
