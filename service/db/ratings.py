@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,9 +76,14 @@ class RatingsStore:
         if database.kind == "sqlite":
             event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
         self._abandoned: set[asyncio.Future[Any]] = set()
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         """Close every pooled connection (after the calls given up on have ended)."""
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
         for task in list(self._abandoned):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -125,20 +131,53 @@ class RatingsStore:
         stored = [
             StoredRating(r.user_id, r.item_id, r.rating, now) for r in _last_per_pair(ratings)
         ]
-        rows = [dataclasses.asdict(rating) for rating in stored]
-        wanted = sorted({r.item_id for r in ratings})
+        pending = _Pending(stored, [r.item_id for r in ratings])
+        self._queue.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_queued())
+        return await asyncio.shield(pending.done)
 
-        async def write() -> list[StoredRating]:
-            async with self._engine.begin() as connection:
-                found = await connection.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(wanted)))
-                known = set(found.scalars())
-                missing = [item for item in (r.item_id for r in ratings) if item not in known]
+    async def _write_queued(self) -> None:
+        """Write the batches waiting, together, until none waits (group commit).
+
+        While one transaction commits, the batches posted meanwhile wait; the next transaction
+        writes them all, so concurrent writers share the round trips and the commit's flush.
+        Each batch is still checked on its own (one with an unknown item is refused alone, and
+        writes nothing), and each is acknowledged only after the commit that wrote it. A failed
+        transaction fails every batch in it: none of them was written.
+        """
+        while self._queue:
+            group, self._queue = self._queue[:_GROUP_BATCHES], self._queue[_GROUP_BATCHES:]
+            try:
+                written = await self._within(functools.partial(self._write_group, group))
+            except (DatabaseUnavailable, UnknownItemError) as e:
+                for pending in group:
+                    pending.fail(e)
+                continue
+            except BaseException as e:  # cancelled with the service: tell every waiter
+                for pending in group:
+                    pending.fail(DatabaseUnavailable(f"the write was interrupted ({e!r})"))
+                raise
+            for pending in written:
+                if not pending.done.done():
+                    pending.done.set_result(pending.stored)
+
+    async def _write_group(self, group: list[_Pending]) -> list[_Pending]:
+        wanted = sorted({item for pending in group for item in pending.items})
+        async with self._engine.begin() as connection:
+            found = await connection.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(wanted)))
+            known = set(found.scalars())
+            accepted = []
+            for pending in group:
+                missing = [item for item in pending.items if item not in known]
                 if missing:
-                    raise UnknownItemError(missing[0], where="the catalogue (wisata_items)")
+                    pending.fail(UnknownItemError(missing[0], where="the catalogue (wisata_items)"))
+                else:
+                    accepted.append(pending)
+            rows = [dataclasses.asdict(r) for pending in accepted for r in pending.stored]
+            if rows:
                 await connection.execute(self._upsert(), rows)
-            return stored
-
-        return await self._within(write)
+        return accepted
 
     async def for_user(self, user_id: str) -> list[StoredRating]:
         """Every stored rating of ``user_id``, newest first."""
@@ -211,6 +250,23 @@ class RatingsStore:
         self._abandoned.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.debug("an abandoned database call ended with %r", task.exception())
+
+
+_GROUP_BATCHES: Final = 200
+"""Batches written by one transaction at most (each holds up to 1,000 ratings)."""
+
+
+class _Pending:
+    """A batch waiting for the transaction that writes it, and the future its writer awaits."""
+
+    def __init__(self, stored: list[StoredRating], items: list[str]) -> None:
+        self.stored = stored
+        self.items = items
+        self.done: asyncio.Future[list[StoredRating]] = asyncio.get_running_loop().create_future()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
 
 
 def _last_per_pair(ratings: Sequence[NewRating]) -> list[NewRating]:

@@ -192,6 +192,30 @@ async def test_a_batch_naming_an_unknown_item_writes_nothing(
     assert await store.count_since(None) == total
 
 
+async def test_concurrent_batches_share_commits_and_each_is_judged_alone(
+    database: Database, store: RatingsStore
+) -> None:
+    await asyncio.to_thread(import_folder, database, TOURISM_SMALL)
+    total = await store.count_since(None)
+
+    def batch(k: int) -> list[NewRating]:
+        item = "no-such" if k == 7 else str(k % 5 + 1)
+        return [NewRating(f"visitor-{k}", "1", 3.0), NewRating(f"visitor-{k}", item, 4.0)]
+
+    results = await asyncio.gather(
+        *(store.add(batch(k)) for k in range(40)), return_exceptions=True
+    )
+
+    refused = [k for k, result in enumerate(results) if isinstance(result, BaseException)]
+    assert refused == [7]
+    assert isinstance(results[7], UnknownItemError) and results[7].item_id == "no-such"
+    assert await store.for_user("visitor-7") == []  # the refused batch wrote nothing
+    for k in (0, 6, 8, 39):  # the batches written beside it are all there
+        assert {r.item_id for r in await store.for_user(f"visitor-{k}")} == {"1", str(k % 5 + 1)}
+    written = sum(len(result) for result in results if isinstance(result, list))
+    assert await store.count_since(None) == total + written
+
+
 async def test_check_says_when_the_tables_are_missing(tmp_path: Path) -> None:
     store = RatingsStore(Database.parse(f"sqlite:///{tmp_path / 'bare.db'}"))
     try:
