@@ -28,6 +28,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	bash tests/e2e/install_browser.sh
 	bash tests/install_postgres.sh
+	bash tests/docker/install_docker.sh
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

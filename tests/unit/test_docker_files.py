@@ -1,11 +1,12 @@
 """What can be checked of docker/ without a Docker engine.
 
-No engine runs here, so nothing is built or started. These tests read the files as Docker and
-Compose would and check that they fit the code: the compose file parses and wires the stack
-together; every command a Wisata container runs is a console script declared in setup.cfg whose
-arguments its parser accepts; every ``WISATA_*`` variable a container gets is one the
-configuration reads, with values it accepts; ``.env.example`` lists exactly what the compose file
-reads; the Dockerfile's health check, run as written, tells a live service from a dead port.
+tests/docker/ builds the image and runs the stack on an engine of its own; these tests need none.
+They read the files as Docker and Compose would and check that they fit the code: the compose
+file parses and wires the stack together; every command a Wisata container runs is a console
+script declared in setup.cfg whose arguments its parser accepts; every ``WISATA_*`` variable a
+container gets is one the configuration reads, with values it accepts; ``.env.example`` lists
+exactly what the compose file reads; the Dockerfile's health check, run as written, tells a live
+service from a dead port.
 """
 
 from __future__ import annotations
