@@ -2,6 +2,7 @@
 
 Usage: python -m bench.scale [--sizes 10k:2k:200k 100k:20k:5M 200k:60k:20M] [--seed 0]
        [--users 2000] [--visitors 300] [--memory-limit-gb 20] [--json FILE]
+       [--engine sklearn|spark] [--spark-master local[2]] [--spark-conf KEY=VALUE ...]
 
 Each size (users:items:interactions) runs in three fresh processes, one after the other:
 
@@ -15,6 +16,13 @@ Each size (users:items:interactions) runs in three fresh processes, one after th
 
 Peak RSS is ``ru_maxrss`` of each process (its children included, though none are started), so
 the training figure includes the dataset as read from the CSV files, as in a worker.
+
+With ``--engine spark`` the train step is ``wisata-retrain --engine spark``'s: Spark reads the
+ratings CSV (``service.ml.spark_engine.read_dataset``), ALS fits the collaborative model (and
+the hybrid's validation refits) on ``--spark-master``, content and the hybrid are built on the
+driver, then ``build_artifacts`` serialises them. The driver's peak RSS is the Python process's;
+the JVM's (``VmHWM`` of the Spark gateway process, read before the session stops; in local mode
+it holds the executors too) is reported beside it.
 
 A step that fails (out of memory under ``--memory-limit-gb``, which keeps a too-large size from
 starving the rest of the machine, or any error) is reported as such and the next size runs.
@@ -110,6 +118,7 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
     rss_train = peak_rss()
     asyncio.run(_publish(store_dir, result.artifacts))
     return {
+        "engine": "sklearn",
         "users": dataset.n_users,
         "items": dataset.n_items,
         "interactions": dataset.n_interactions,
@@ -122,6 +131,57 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
         "rss_after_read": rss_read,
         "rss_peak_train": rss_train,
     }
+
+
+def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> dict[str, Any]:
+    """The train step on Spark: read with Spark, fit ALS there, build the rest on the driver."""
+    from service.ml import spark_engine
+    from service.ml.spark_engine import SparkSettings
+    from service.serving.building import build_artifacts
+
+    settings = SparkSettings(master, tuple((k, v) for k, _, v in (c.partition("=") for c in conf)))
+    start = time.perf_counter()
+    with spark_engine.spark_session(settings) as spark:
+        session_s = time.perf_counter() - start
+        start = time.perf_counter()
+        dataset = spark_engine.read_dataset(spark, data_dir)
+        read = time.perf_counter() - start
+        rss_read = peak_rss()
+        start = time.perf_counter()
+        fitted = spark_engine.fit_model_set(dataset, hybrid_weight="auto")
+        result = build_artifacts(dataset, hybrid_weight="auto", fitted=fitted)
+        build = time.perf_counter() - start
+        rss_train = peak_rss()
+        jvm = jvm_peak_rss(spark)
+    asyncio.run(_publish(store_dir, result.artifacts))
+    return {
+        "engine": f"spark {master}",
+        "users": dataset.n_users,
+        "items": dataset.n_items,
+        "interactions": dataset.n_interactions,
+        "session_s": session_s,
+        "read_s": read,
+        "build_s": build,
+        "train_total_s": read + build,
+        "fit_s": result.seconds,
+        "weights": artifacts_weights(result.artifacts),
+        "artifact_bytes": {name: len(data) for name, data in result.artifacts.items()},
+        "rss_after_read": rss_read,
+        "rss_peak_train": rss_train,
+        "jvm_peak_rss": jvm,
+    }
+
+
+def jvm_peak_rss(spark: Any) -> int:
+    """Peak RSS in bytes of the Spark gateway JVM (0 when it cannot be read)."""
+    try:
+        pid = spark.sparkContext._gateway.proc.pid
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 0
 
 
 def artifacts_weights(built: dict[str, bytes]) -> str:
@@ -219,9 +279,13 @@ def _timed(call: Callable[[Any], object], arguments: Sequence[Any]) -> list[floa
 # --- the driver -------------------------------------------------------------------------------
 
 
-def _child(args: list[str], memory_limit_gb: float) -> tuple[dict[str, Any] | None, str]:
+def _child(
+    args: list[str], memory_limit_gb: float, engine: list[str]
+) -> tuple[dict[str, Any] | None, str]:
     """Run ``python -m bench.scale --child ...``; its JSON figures, or None and why it failed."""
-    command = [sys.executable, "-m", "bench.scale", "--memory-limit-gb", str(memory_limit_gb)]
+    command = [
+        sys.executable, "-m", "bench.scale", "--memory-limit-gb", str(memory_limit_gb), *engine
+    ]  # fmt: skip
     done = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
@@ -232,7 +296,12 @@ def _child(args: list[str], memory_limit_gb: float) -> tuple[dict[str, Any] | No
 
 
 def measure(
-    size: tuple[int, int, int], seed: int, users: int, visitors: int, limit: float
+    size: tuple[int, int, int],
+    seed: int,
+    users: int,
+    visitors: int,
+    limit: float,
+    engine: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Generate, train and serve one size, each step in a fresh process.
 
@@ -250,7 +319,7 @@ def measure(
         ]
         for step, arguments in steps:
             start = time.perf_counter()
-            found, error = _child(["--child", *arguments], limit)
+            found, error = _child(["--child", *arguments], limit, list(engine))
             if found is None:
                 figures["error"] = (
                     f"{step} failed after {time.perf_counter() - start:.0f} s: {error}"
@@ -275,19 +344,22 @@ def _label(result: dict[str, Any]) -> str:
 def markdown(results: list[dict[str, Any]]) -> str:
     """Two tables (one row per size; one per size and model) and the failures, if any."""
     lines = [
-        "| users x items x interactions | generate s | read s | train all s (read + fit + "
-        "serialise) | peak RSS training GB | artifacts MB | startup-to-ready s "
-        "| RSS serving GB | hybrid weights |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| users x items x interactions | engine | generate s | read s | train all s (read + "
+        "fit + serialise) | peak RSS training GB (driver; JVM) | artifacts MB "
+        "| startup-to-ready s | RSS serving GB | hybrid weights |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         if "train_total_s" not in r:
             continue
         ready = f"{r['ready_s']:.2f} (+{r['import_s']:.1f} imports)" if "ready_s" in r else "-"
         serving = _figure(r["rss_ready"] / GB, 2) if "rss_ready" in r else "-"
+        rss = _figure(r["rss_peak_train"] / GB, 2)
+        if r.get("jvm_peak_rss"):
+            rss += f"; {_figure(r['jvm_peak_rss'] / GB, 2)}"
         lines.append(
-            f"| {_label(r)} | {_figure(r['generate_s'])} | {_figure(r['read_s'])} "
-            f"| {_figure(r['train_total_s'])} | {_figure(r['rss_peak_train'] / GB, 2)} "
+            f"| {_label(r)} | {r.get('engine', 'sklearn')} | {_figure(r['generate_s'])} "
+            f"| {_figure(r['read_s'])} | {_figure(r['train_total_s'])} | {rss} "
             f"| {_figure(sum(r['artifact_bytes'].values()) / MB)} | {ready} | {serving} "
             f"| {r['weights']} |"
         )
@@ -327,6 +399,11 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=300, help="fold-in visitors per model")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0)
     parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--engine", choices=("sklearn", "spark"), default="sklearn")
+    parser.add_argument("--spark-master", default="local[2]", help="with --engine spark")
+    parser.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
     parser.add_argument("--child", nargs=3, metavar=("ROLE", "A", "B"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -334,6 +411,8 @@ def main() -> None:
         role, first, second = args.child
         if role == "generate":
             figures = make_data(parse_size(first), args.seed, second)
+        elif role == "train" and args.engine == "spark":
+            figures = train_spark(first, second, args.spark_master, args.spark_conf)
         elif role == "train":
             figures = train(first, second)
         else:
@@ -349,7 +428,11 @@ def main() -> None:
     results = []
     for size in sizes:
         start = time.perf_counter()
-        results.append(measure(size, args.seed, args.users, args.visitors, args.memory_limit_gb))
+        engine = ["--engine", args.engine, "--spark-master", args.spark_master]
+        engine += [f"--spark-conf={c}" for c in args.spark_conf]
+        results.append(
+            measure(size, args.seed, args.users, args.visitors, args.memory_limit_gb, engine)
+        )
         print(f"{size}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
