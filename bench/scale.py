@@ -72,6 +72,12 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss() -> int:
     """Peak resident set size in bytes of this process or any child it waited for."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -116,9 +122,11 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
     result = build_artifacts(dataset, hybrid_weight="auto")
     build = time.perf_counter() - start
     rss_train = peak_rss()
+    cpu = cpu_seconds()
     asyncio.run(_publish(store_dir, result.artifacts))
     return {
         "engine": "sklearn",
+        "cpu_s": cpu,
         "users": dataset.n_users,
         "items": dataset.n_items,
         "interactions": dataset.n_interactions,
@@ -153,9 +161,11 @@ def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> 
         build = time.perf_counter() - start
         rss_train = peak_rss()
         jvm = jvm_peak_rss(spark)
+        cpu = cpu_seconds() + jvm_cpu_seconds(spark)
     asyncio.run(_publish(store_dir, result.artifacts))
     return {
         "engine": f"spark {master}",
+        "cpu_s": cpu,
         "users": dataset.n_users,
         "items": dataset.n_items,
         "interactions": dataset.n_interactions,
@@ -182,6 +192,16 @@ def jvm_peak_rss(spark: Any) -> int:
     except (AttributeError, OSError, ValueError):
         pass
     return 0
+
+
+def jvm_cpu_seconds(spark: Any) -> float:
+    """User + system CPU seconds of the Spark gateway JVM so far (0 when unreadable)."""
+    try:
+        pid = spark.sparkContext._gateway.proc.pid
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError, IndexError):
+        return 0.0
 
 
 def artifacts_weights(built: dict[str, bytes]) -> str:
@@ -345,9 +365,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
     """Two tables (one row per size; one per size and model) and the failures, if any."""
     lines = [
         "| users x items x interactions | engine | generate s | read s | train all s (read + "
-        "fit + serialise) | peak RSS training GB (driver; JVM) | artifacts MB "
+        "fit + serialise) | train CPU s | peak RSS training GB (driver; JVM) | artifacts MB "
         "| startup-to-ready s | RSS serving GB | hybrid weights |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         if "train_total_s" not in r:
@@ -359,7 +379,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             rss += f"; {_figure(r['jvm_peak_rss'] / GB, 2)}"
         lines.append(
             f"| {_label(r)} | {r.get('engine', 'sklearn')} | {_figure(r['generate_s'])} "
-            f"| {_figure(r['read_s'])} | {_figure(r['train_total_s'])} | {rss} "
+            f"| {_figure(r['read_s'])} | {_figure(r['train_total_s'])} "
+            f"| {_figure(r['cpu_s']) if 'cpu_s' in r else '-'} | {rss} "
             f"| {_figure(sum(r['artifact_bytes'].values()) / MB)} | {ready} | {serving} "
             f"| {r['weights']} |"
         )
