@@ -182,6 +182,30 @@ def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> 
     }
 
 
+def fit_spark_collaborative(data_dir: str, master: str, conf: list[str]) -> dict[str, Any]:
+    """Only the distributed part: Spark reads the ratings, ALS fits them (no shortlists)."""
+    from service.ml import spark_engine
+    from service.ml.spark_engine import AlsCollaborative, SparkSettings
+
+    settings = SparkSettings(master, tuple((k, v) for k, _, v in (c.partition("=") for c in conf)))
+    with spark_engine.spark_session(settings) as spark:
+        start = time.perf_counter()
+        dataset = spark_engine.read_dataset(spark, data_dir)
+        read = time.perf_counter() - start
+        start = time.perf_counter()
+        AlsCollaborative(shortlist=0).fit(dataset)
+        fit = time.perf_counter() - start
+        return {
+            "engine": f"spark {master}, ALS only",
+            "interactions": dataset.n_interactions,
+            "read_s": read,
+            "als_fit_s": fit,
+            "rss_peak_train": peak_rss(),
+            "jvm_peak_rss": jvm_peak_rss(spark),
+            "cpu_s": cpu_seconds() + jvm_cpu_seconds(spark),
+        }
+
+
 def jvm_peak_rss(spark: Any) -> int:
     """Peak RSS in bytes of the Spark gateway JVM (0 when it cannot be read)."""
     try:
@@ -337,6 +361,8 @@ def measure(
             ("training", ["train", data_dir, store_dir]),
             ("serving", ["serve", store_dir, "-", *sampling]),
         ]
+        if "--collaborative-only" in engine:
+            steps = steps[:2]  # nothing is published to serve
         for step, arguments in steps:
             start = time.perf_counter()
             found, error = _child(["--child", *arguments], limit, list(engine))
@@ -400,6 +426,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"| {_megabytes(r['artifact_bytes'][name])} | {known} | {fold} |"
             )
     lines.append("")
+    lines += [
+        f"- {_label(r)}, {r['engine']}: read {r['read_s']:.1f} s, ALS fit {r['als_fit_s']:.1f} s, "
+        f"CPU {r['cpu_s']:.0f} s, peak RSS driver {r['rss_peak_train'] / GB:.2f} GB, "
+        f"JVM {r['jvm_peak_rss'] / GB:.2f} GB"
+        for r in results
+        if "als_fit_s" in r
+    ]
     lines += [f"- {_label(r)}: {r['error']}" for r in results if "error" in r]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -421,6 +454,11 @@ def main() -> None:
     parser.add_argument("--memory-limit-gb", type=float, default=20.0)
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--engine", choices=("sklearn", "spark"), default="sklearn")
+    parser.add_argument(
+        "--collaborative-only",
+        action="store_true",
+        help="with --engine spark: time only Spark's read and the ALS fit (no serve step)",
+    )
     parser.add_argument("--spark-master", default="local[2]", help="with --engine spark")
     parser.add_argument(
         "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
@@ -432,6 +470,8 @@ def main() -> None:
         role, first, second = args.child
         if role == "generate":
             figures = make_data(parse_size(first), args.seed, second)
+        elif role == "train" and args.collaborative_only:
+            figures = fit_spark_collaborative(first, args.spark_master, args.spark_conf)
         elif role == "train" and args.engine == "spark":
             figures = train_spark(first, second, args.spark_master, args.spark_conf)
         elif role == "train":
@@ -450,6 +490,7 @@ def main() -> None:
     for size in sizes:
         start = time.perf_counter()
         engine = ["--engine", args.engine, "--spark-master", args.spark_master]
+        engine += ["--collaborative-only"] if args.collaborative_only else []
         engine += [f"--spark-conf={c}" for c in args.spark_conf]
         results.append(
             measure(size, args.seed, args.users, args.visitors, args.memory_limit_gb, engine)
