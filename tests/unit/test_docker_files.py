@@ -180,8 +180,7 @@ class RecordingEnv(dict[str, str]):
 def test_the_stack_is_wired_together(compose: dict[str, Any]) -> None:
     services = compose["services"]
     # postgres and db-init: the site's database, added with the database issue.
-    always = {name for name, service in services.items() if not service.get("profiles")}
-    assert always == {"minio", "minio-init", "postgres", "db-init", *WISATA_SERVICES}
+    assert set(services) == {"minio", "minio-init", "postgres", "db-init", *WISATA_SERVICES}
 
     minio = services["minio"]
     assert minio["command"][:2] == ["server", "/data"]
@@ -365,24 +364,3 @@ async def _probe(snippet: str, port: int | None) -> subprocess.CompletedProcess[
         text=True,
         timeout=30,
     )
-
-
-def test_the_spark_profile_points_a_retrain_scheduler_at_its_master(
-    compose: dict[str, Any],
-) -> None:
-    services = compose["services"]
-    profiled = {
-        name for name, service in services.items() if "spark" in service.get("profiles", [])
-    }
-    assert profiled == {"spark-master", "spark-worker", "retrain-spark"}
-    master, worker = services["spark-master"], services["spark-worker"]
-    assert master["image"] == worker["image"] and master["image"].startswith("spark:")
-    assert "spark://spark-master:7077" in worker["command"]
-    retrain = services["retrain-spark"]
-    argv = command(retrain)
-    assert argv[:3] == ["wisata-retrain", "--engine", "spark"]
-    assert environment(retrain)["WISATA_SPARK_MASTER"] == "spark://spark-master:7077"
-    # The driver's Spark is the cluster's: the image's version is the pinned pyspark.
-    pinned = (ROOT / "constraints.txt").read_text()
-    version = master["image"].split(":")[1].split("-")[0]
-    assert f"pyspark=={version}" in pinned
