@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,7 @@ pytest: $(STAMP)
 	bash tests/e2e/install_browser.sh
 	bash tests/install_postgres.sh
 	bash tests/docker/install_docker.sh
+	bash tests/install_java.sh
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

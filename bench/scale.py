@@ -2,6 +2,7 @@
 
 Usage: python -m bench.scale [--sizes 10k:2k:200k 100k:20k:5M 200k:60k:20M] [--seed 0]
        [--users 2000] [--visitors 300] [--memory-limit-gb 20] [--json FILE]
+       [--engine sklearn|spark] [--spark-master local[2]] [--spark-conf KEY=VALUE ...]
 
 Each size (users:items:interactions) runs in three fresh processes, one after the other:
 
@@ -15,6 +16,13 @@ Each size (users:items:interactions) runs in three fresh processes, one after th
 
 Peak RSS is ``ru_maxrss`` of each process (its children included, though none are started), so
 the training figure includes the dataset as read from the CSV files, as in a worker.
+
+With ``--engine spark`` the train step is ``wisata-retrain --engine spark``'s: Spark reads the
+ratings CSV (``service.ml.spark_engine.read_dataset``), ALS fits the collaborative model (and
+the hybrid's validation refits) on ``--spark-master``, content and the hybrid are built on the
+driver, then ``build_artifacts`` serialises them. The driver's peak RSS is the Python process's;
+the JVM's (``VmHWM`` of the Spark gateway process, read before the session stops; in local mode
+it holds the executors too) is reported beside it.
 
 A step that fails (out of memory under ``--memory-limit-gb``, which keeps a too-large size from
 starving the rest of the machine, or any error) is reported as such and the next size runs.
@@ -64,6 +72,12 @@ def parse_size(text: str) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss() -> int:
     """Peak resident set size in bytes of this process or any child it waited for."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -108,8 +122,11 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
     result = build_artifacts(dataset, hybrid_weight="auto")
     build = time.perf_counter() - start
     rss_train = peak_rss()
+    cpu = cpu_seconds()
     asyncio.run(_publish(store_dir, result.artifacts))
     return {
+        "engine": "sklearn",
+        "cpu_s": cpu,
         "users": dataset.n_users,
         "items": dataset.n_items,
         "interactions": dataset.n_interactions,
@@ -122,6 +139,93 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
         "rss_after_read": rss_read,
         "rss_peak_train": rss_train,
     }
+
+
+def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> dict[str, Any]:
+    """The train step on Spark: read with Spark, fit ALS there, build the rest on the driver."""
+    from service.ml import spark_engine
+    from service.ml.spark_engine import SparkSettings
+    from service.serving.building import build_artifacts
+
+    settings = SparkSettings(master, tuple((k, v) for k, _, v in (c.partition("=") for c in conf)))
+    start = time.perf_counter()
+    with spark_engine.spark_session(settings) as spark:
+        session_s = time.perf_counter() - start
+        start = time.perf_counter()
+        dataset = spark_engine.read_dataset(spark, data_dir)
+        read = time.perf_counter() - start
+        rss_read = peak_rss()
+        start = time.perf_counter()
+        fitted = spark_engine.fit_model_set(dataset, hybrid_weight="auto")
+        result = build_artifacts(dataset, hybrid_weight="auto", fitted=fitted)
+        build = time.perf_counter() - start
+        rss_train = peak_rss()
+        jvm = jvm_peak_rss(spark)
+        cpu = cpu_seconds() + jvm_cpu_seconds(spark)
+    asyncio.run(_publish(store_dir, result.artifacts))
+    return {
+        "engine": f"spark {master}",
+        "cpu_s": cpu,
+        "users": dataset.n_users,
+        "items": dataset.n_items,
+        "interactions": dataset.n_interactions,
+        "session_s": session_s,
+        "read_s": read,
+        "build_s": build,
+        "train_total_s": read + build,
+        "fit_s": result.seconds,
+        "weights": artifacts_weights(result.artifacts),
+        "artifact_bytes": {name: len(data) for name, data in result.artifacts.items()},
+        "rss_after_read": rss_read,
+        "rss_peak_train": rss_train,
+        "jvm_peak_rss": jvm,
+    }
+
+
+def fit_spark_collaborative(data_dir: str, master: str, conf: list[str]) -> dict[str, Any]:
+    """Only the distributed part: Spark reads the ratings, ALS fits them (no shortlists)."""
+    from service.ml import spark_engine
+    from service.ml.spark_engine import AlsCollaborative, SparkSettings
+
+    settings = SparkSettings(master, tuple((k, v) for k, _, v in (c.partition("=") for c in conf)))
+    with spark_engine.spark_session(settings) as spark:
+        start = time.perf_counter()
+        dataset = spark_engine.read_dataset(spark, data_dir)
+        read = time.perf_counter() - start
+        start = time.perf_counter()
+        AlsCollaborative(shortlist=0).fit(dataset)
+        fit = time.perf_counter() - start
+        return {
+            "engine": f"spark {master}, ALS only",
+            "interactions": dataset.n_interactions,
+            "read_s": read,
+            "als_fit_s": fit,
+            "rss_peak_train": peak_rss(),
+            "jvm_peak_rss": jvm_peak_rss(spark),
+            "cpu_s": cpu_seconds() + jvm_cpu_seconds(spark),
+        }
+
+
+def jvm_peak_rss(spark: Any) -> int:
+    """Peak RSS in bytes of the Spark gateway JVM (0 when it cannot be read)."""
+    try:
+        pid = spark.sparkContext._gateway.proc.pid
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 0
+
+
+def jvm_cpu_seconds(spark: Any) -> float:
+    """User + system CPU seconds of the Spark gateway JVM so far (0 when unreadable)."""
+    try:
+        pid = spark.sparkContext._gateway.proc.pid
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, OSError, ValueError, IndexError):
+        return 0.0
 
 
 def artifacts_weights(built: dict[str, bytes]) -> str:
@@ -219,9 +323,13 @@ def _timed(call: Callable[[Any], object], arguments: Sequence[Any]) -> list[floa
 # --- the driver -------------------------------------------------------------------------------
 
 
-def _child(args: list[str], memory_limit_gb: float) -> tuple[dict[str, Any] | None, str]:
+def _child(
+    args: list[str], memory_limit_gb: float, engine: list[str]
+) -> tuple[dict[str, Any] | None, str]:
     """Run ``python -m bench.scale --child ...``; its JSON figures, or None and why it failed."""
-    command = [sys.executable, "-m", "bench.scale", "--memory-limit-gb", str(memory_limit_gb)]
+    command = [
+        sys.executable, "-m", "bench.scale", "--memory-limit-gb", str(memory_limit_gb), *engine
+    ]  # fmt: skip
     done = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
@@ -232,7 +340,12 @@ def _child(args: list[str], memory_limit_gb: float) -> tuple[dict[str, Any] | No
 
 
 def measure(
-    size: tuple[int, int, int], seed: int, users: int, visitors: int, limit: float
+    size: tuple[int, int, int],
+    seed: int,
+    users: int,
+    visitors: int,
+    limit: float,
+    engine: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Generate, train and serve one size, each step in a fresh process.
 
@@ -248,9 +361,11 @@ def measure(
             ("training", ["train", data_dir, store_dir]),
             ("serving", ["serve", store_dir, "-", *sampling]),
         ]
+        if "--collaborative-only" in engine:
+            steps = steps[:2]  # nothing is published to serve
         for step, arguments in steps:
             start = time.perf_counter()
-            found, error = _child(["--child", *arguments], limit)
+            found, error = _child(["--child", *arguments], limit, list(engine))
             if found is None:
                 figures["error"] = (
                     f"{step} failed after {time.perf_counter() - start:.0f} s: {error}"
@@ -275,19 +390,23 @@ def _label(result: dict[str, Any]) -> str:
 def markdown(results: list[dict[str, Any]]) -> str:
     """Two tables (one row per size; one per size and model) and the failures, if any."""
     lines = [
-        "| users x items x interactions | generate s | read s | train all s (read + fit + "
-        "serialise) | peak RSS training GB | artifacts MB | startup-to-ready s "
-        "| RSS serving GB | hybrid weights |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| users x items x interactions | engine | generate s | read s | train all s (read + "
+        "fit + serialise) | train CPU s | peak RSS training GB (driver; JVM) | artifacts MB "
+        "| startup-to-ready s | RSS serving GB | hybrid weights |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         if "train_total_s" not in r:
             continue
         ready = f"{r['ready_s']:.2f} (+{r['import_s']:.1f} imports)" if "ready_s" in r else "-"
         serving = _figure(r["rss_ready"] / GB, 2) if "rss_ready" in r else "-"
+        rss = _figure(r["rss_peak_train"] / GB, 2)
+        if r.get("jvm_peak_rss"):
+            rss += f"; {_figure(r['jvm_peak_rss'] / GB, 2)}"
         lines.append(
-            f"| {_label(r)} | {_figure(r['generate_s'])} | {_figure(r['read_s'])} "
-            f"| {_figure(r['train_total_s'])} | {_figure(r['rss_peak_train'] / GB, 2)} "
+            f"| {_label(r)} | {r.get('engine', 'sklearn')} | {_figure(r['generate_s'])} "
+            f"| {_figure(r['read_s'])} | {_figure(r['train_total_s'])} "
+            f"| {_figure(r['cpu_s']) if 'cpu_s' in r else '-'} | {rss} "
             f"| {_figure(sum(r['artifact_bytes'].values()) / MB)} | {ready} | {serving} "
             f"| {r['weights']} |"
         )
@@ -307,6 +426,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"| {_megabytes(r['artifact_bytes'][name])} | {known} | {fold} |"
             )
     lines.append("")
+    lines += [
+        f"- {_label(r)}, {r['engine']}: read {r['read_s']:.1f} s, ALS fit {r['als_fit_s']:.1f} s, "
+        f"CPU {r['cpu_s']:.0f} s, peak RSS driver {r['rss_peak_train'] / GB:.2f} GB, "
+        f"JVM {r['jvm_peak_rss'] / GB:.2f} GB"
+        for r in results
+        if "als_fit_s" in r
+    ]
     lines += [f"- {_label(r)}: {r['error']}" for r in results if "error" in r]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -327,6 +453,16 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=300, help="fold-in visitors per model")
     parser.add_argument("--memory-limit-gb", type=float, default=20.0)
     parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--engine", choices=("sklearn", "spark"), default="sklearn")
+    parser.add_argument(
+        "--collaborative-only",
+        action="store_true",
+        help="with --engine spark: time only Spark's read and the ALS fit (no serve step)",
+    )
+    parser.add_argument("--spark-master", default="local[2]", help="with --engine spark")
+    parser.add_argument(
+        "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
     parser.add_argument("--child", nargs=3, metavar=("ROLE", "A", "B"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -334,6 +470,10 @@ def main() -> None:
         role, first, second = args.child
         if role == "generate":
             figures = make_data(parse_size(first), args.seed, second)
+        elif role == "train" and args.collaborative_only:
+            figures = fit_spark_collaborative(first, args.spark_master, args.spark_conf)
+        elif role == "train" and args.engine == "spark":
+            figures = train_spark(first, second, args.spark_master, args.spark_conf)
         elif role == "train":
             figures = train(first, second)
         else:
@@ -349,7 +489,12 @@ def main() -> None:
     results = []
     for size in sizes:
         start = time.perf_counter()
-        results.append(measure(size, args.seed, args.users, args.visitors, args.memory_limit_gb))
+        engine = ["--engine", args.engine, "--spark-master", args.spark_master]
+        engine += ["--collaborative-only"] if args.collaborative_only else []
+        engine += [f"--spark-conf={c}" for c in args.spark_conf]
+        results.append(
+            measure(size, args.seed, args.users, args.visitors, args.memory_limit_gb, engine)
+        )
         print(f"{size}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from jobs.cli import (
     ExitCode,
@@ -41,13 +43,18 @@ from service.config import Config
 from service.db import Database
 from service.db.bulk import count_since
 from service.errors import DatasetError
+from service.ml import spark_engine
 from service.ml.datasets import Dataset, load_dataset
 from service.ml.evaluation import NDCG, K, holdout_metrics
 from service.ml.recommenders import MODEL_NAMES
-from service.serving.building import build_artifacts
+from service.ml.spark_engine import SparkEngineError, SparkSettings, SparkSetupError
+from service.serving.building import BuildResult, build_artifacts
 from service.serving.journal import survey
 from service.serving.publisher import Publisher
 from storage import ArtifactStore, ObjectInfo, StorageError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 __all__ = [
     "DEFAULT_MIN_NDCG_RATIO",
@@ -61,6 +68,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 # Steps of one run: published, dataset, 3 evaluations, fit, 3 publishes.
 _STEPS = 9
@@ -147,11 +156,38 @@ async def _published(store: ArtifactStore) -> dict[str, MetadataSummary | None]:
     }
 
 
-def _load(config: Config) -> Dataset:
+def _load(config: Config, spark: SparkSession | None) -> Dataset:
     try:
+        if spark is not None:
+            return spark_engine.read_dataset(spark, config.data)
         return load_dataset(config.data)
     except DatasetError as e:
         raise JobError(f"cannot read the dataset (WISATA_DATA={config.data}): {e}") from e
+    except SparkEngineError as e:
+        raise JobError(str(e)) from e
+
+
+def spark_settings(config: Config, options: Options) -> SparkSettings:
+    """Where the Spark engine runs: --spark-master, else WISATA_SPARK_MASTER, else local[*]."""
+    master = options.spark_master or config.spark_master or spark_engine.DEFAULT_MASTER
+    return SparkSettings(master=master, conf=options.spark_conf)
+
+
+@contextlib.contextmanager
+def _engine(config: Config, options: Options) -> Iterator[SparkSession | None]:
+    """The Spark session of a run with ``--engine spark``; None for the sklearn engine."""
+    if options.engine != "spark":
+        yield None
+        return
+    settings = spark_settings(config, options)
+    logger.info("training engine: Spark (MLlib ALS) on %s", settings.master)
+    try:
+        session = contextlib.ExitStack()
+        spark = session.enter_context(spark_engine.spark_session(settings))
+    except SparkEngineError as e:
+        raise JobError(str(e)) from e
+    with session:
+        yield spark
 
 
 async def retrain_once(config: Config, options: Options, stop: StopFlag) -> int:
@@ -189,8 +225,25 @@ async def _retrain(
         )
         if reason is not None:
             return ExitCode.SKIPPED, [f"skipped: {reason}"]
+    engine = _engine(config, options)
+    spark = await asyncio.to_thread(engine.__enter__)  # a JVM starts: not on the event loop
+    try:
+        return await _train(config, options, store, progress, published, spark)
+    finally:
+        await asyncio.to_thread(engine.__exit__, None, None, None)
+
+
+async def _train(
+    config: Config,
+    options: Options,
+    store: ArtifactStore,
+    progress: Progress,
+    published: Mapping[str, MetadataSummary | None],
+    spark: SparkSession | None,
+) -> tuple[int, list[str]]:
+    database = config.database
     progress.step(f"loading the dataset from {config.data}")
-    dataset = await asyncio.to_thread(_load, config)
+    dataset = await asyncio.to_thread(_load, config, spark)
     logger.info(
         "dataset %s: %d items, %d users, %d interactions",
         dataset.source,
@@ -202,7 +255,7 @@ async def _retrain(
         reason = _new_ratings_reason(dataset, published, options.if_new_ratings)
         if reason is not None:
             return ExitCode.SKIPPED, [f"skipped: {reason}"]
-    metrics = await _evaluate(dataset, config, options, progress)
+    metrics = await _evaluate(dataset, config, options, progress, spark)
     refusals = quality_gate(metrics, published, options.min_ndcg_ratio)
     if refusals:
         return ExitCode.REFUSED, [
@@ -211,32 +264,77 @@ async def _retrain(
             + ". Check the dataset (WISATA_DATA), or pass --min-ndcg-ratio 0 to publish anyway"
         ]
     progress.step("training the three models on all the data")
-    built = await asyncio.to_thread(
-        build_artifacts,
+    built = await asyncio.to_thread(_build, dataset, config, metrics, spark)
+    stored = await _publish(store, built.artifacts, progress)
+    return ExitCode.OK, _report(built.artifacts, stored, metrics)
+
+
+def _build(
+    dataset: Dataset,
+    config: Config,
+    metrics: Mapping[str, Mapping[str, float]],
+    spark: SparkSession | None,
+) -> BuildResult:
+    fitted = None
+    if spark is not None:  # the collaborative model on Spark; the others here, as always
+        fitted = _on_spark(
+            spark_engine.fit_model_set, dataset, MODEL_NAMES, hybrid_weight=config.hybrid_weight
+        )
+    return build_artifacts(
         dataset,
         MODEL_NAMES,
         key=config.artifact_key,
         hybrid_weight=config.hybrid_weight,
         metrics=metrics,
+        fitted=fitted,
     )
-    stored = await _publish(store, built.artifacts, progress)
-    return ExitCode.OK, _report(built.artifacts, stored, metrics)
+
+
+def _on_spark(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """Run a Spark engine call; a Spark failure becomes a job error saying what failed."""
+    try:
+        return call(*args, **kwargs)
+    except SparkEngineError as e:
+        raise JobError(str(e)) from e
+    except Exception as e:
+        if type(e).__module__.startswith(("pyspark", "py4j")):
+            raise JobError(
+                f"Spark failed while training: {spark_engine.first_line(e)}; check the "
+                "executors' logs, their memory (--spark-conf spark.executor.memory=...) and "
+                "the master"
+            ) from e
+        raise
 
 
 async def _evaluate(
-    dataset: Dataset, config: Config, options: Options, progress: Progress
+    dataset: Dataset,
+    config: Config,
+    options: Options,
+    progress: Progress,
+    spark: SparkSession | None,
 ) -> dict[str, dict[str, float]]:
     def step(name: str) -> None:
         progress.step(f"evaluating {name} on the holdout")
 
-    metrics = await asyncio.to_thread(
-        holdout_metrics,
-        dataset,
-        MODEL_NAMES,
-        seed=options.seed,
-        hybrid_weight=config.hybrid_weight,
-        before_each=step,
-    )
+    if spark is None:
+        metrics = await asyncio.to_thread(
+            holdout_metrics,
+            dataset,
+            MODEL_NAMES,
+            seed=options.seed,
+            hybrid_weight=config.hybrid_weight,
+            before_each=step,
+        )
+    else:  # the same split and metrics, ALS on Spark, on a sample of the held-out users
+        metrics = await asyncio.to_thread(
+            _on_spark,
+            spark_engine.holdout_metrics,
+            dataset,
+            MODEL_NAMES,
+            seed=options.seed,
+            hybrid_weight=config.hybrid_weight,
+            before_each=step,
+        )
     for name, scores in metrics.items():
         logger.info("%s: %s", name, _format_metrics(scores))
     return metrics
@@ -282,8 +380,22 @@ def _format_metrics(scores: Mapping[str, float]) -> str:
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
     options = Options(
-        if_new_ratings=args.if_new_ratings, min_ndcg_ratio=args.min_ndcg_ratio, seed=args.seed
+        if_new_ratings=args.if_new_ratings,
+        min_ndcg_ratio=args.min_ndcg_ratio,
+        seed=args.seed,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        spark_conf=tuple(args.spark_conf),
     )
+    if options.engine != "spark" and (options.spark_master or options.spark_conf):
+        error("--spark-master and --spark-conf apply to --engine spark; add --engine spark")
+        return ExitCode.USAGE
+    if options.engine == "spark":
+        try:
+            spark_engine.check_setup(spark_settings(config, options))
+        except SparkSetupError as e:
+            error(str(e))
+            return ExitCode.USAGE
     schedule: Schedule | None = args.every or args.cron
     if args.timezone is not None and not isinstance(schedule, Cron):
         error("--timezone only applies to --cron; add --cron '<expression>' or drop --timezone")

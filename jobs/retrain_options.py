@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs.schedule import Schedule, check_zone, parse_cron, parse_every
 from service.ml.evaluation import K
 
-__all__ = ["DEFAULT_MIN_NDCG_RATIO", "Options", "build_parser"]
+__all__ = ["DEFAULT_MIN_NDCG_RATIO", "ENGINES", "Options", "build_parser"]
 
 DEFAULT_MIN_NDCG_RATIO = 0.95
 """Below this share of the published model's holdout NDCG@10, a new model is not published."""
+ENGINES = ("sklearn", "spark")
+"""What fits the collaborative model: scikit-learn NMF here, or MLlib ALS on Spark."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,10 @@ class Options:
     if_new_ratings: int | None
     min_ndcg_ratio: float
     seed: int
+    engine: str = "sklearn"
+    spark_master: str | None = None
+    """--spark-master, else WISATA_SPARK_MASTER, else the engine's default (``local[*]``)."""
+    spark_conf: tuple[tuple[str, str], ...] = field(default=())
 
 
 def _ratio(text: str) -> float:
@@ -40,6 +46,26 @@ def _count(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0, e.g. 100")
     return int(text)
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not key.strip().startswith("spark."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Spark setting; write KEY=VALUE with a spark.* key, e.g. "
+            "spark.executor.memory=4g"
+        )
+    return key.strip(), value.strip()
+
+
+def _master(text: str) -> str:
+    # Imported here: the engine's module is only needed when a Spark option is given.
+    from service.ml.spark_engine import SparkSetupError, check_master
+
+    try:
+        return check_master(text)
+    except SparkSetupError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _every(text: str) -> Schedule:
@@ -117,5 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed", type=_count, default=0, help="seed of the holdout split (default 0)"
+    )
+    spark = parser.add_argument_group("training engine")
+    spark.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="sklearn",
+        help="what fits the collaborative model: scikit-learn NMF on this machine (default), "
+        "or MLlib ALS on Apache Spark (needs the spark extra and Java); the artifacts are the "
+        "same either way",
+    )
+    spark.add_argument(
+        "--spark-master",
+        type=_master,
+        metavar="URL",
+        help="with --engine spark: where Spark runs, e.g. spark://spark-master:7077 or "
+        "local[4] (default WISATA_SPARK_MASTER, else local[*])",
+    )
+    spark.add_argument(
+        "--spark-conf",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --engine spark: a Spark setting, e.g. spark.executor.memory=4g (repeatable)",
     )
     return parser

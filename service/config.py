@@ -119,6 +119,12 @@ class Config(BaseSettings):
         description="Recent GET answers kept per process; 0 turns the cache off.",
         examples=["2048"],
     )
+    spark_master: str | None = Field(
+        default=None,
+        description="The Spark master wisata-retrain --engine spark trains on (default "
+        "local[*]); --spark-master overrides it.",
+        examples=["spark://spark-master:7077"],
+    )
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -243,6 +249,19 @@ class Config(BaseSettings):
             Database.parse(value)  # its ValueError says what a URL should look like
             return value
         return str(Path(value).expanduser())
+
+    @field_validator("spark_master")
+    @classmethod
+    def _spark_master(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Imported here: only a Spark training needs the engine's module.
+        from service.ml.spark_engine import SparkSetupError, check_master
+
+        try:
+            return check_master(value)
+        except SparkSetupError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _together(self) -> Self:

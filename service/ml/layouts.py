@@ -35,6 +35,7 @@ __all__ = [
     "Folder",
     "Rejected",
     "detect_layout",
+    "read_catalogue",
     "read_folder",
     "split_categories",
 ]
@@ -111,6 +112,20 @@ def read_folder(
     reader = _READERS[layout]
     items, interactions = reader(_Reader(problems), directory)
     return Folder(items.reset_index(drop=True), interactions.reset_index(drop=True), layout)
+
+
+def read_catalogue(directory: Path, layout: str) -> pd.DataFrame:
+    """Read only the folder's catalogue, strictly (an engine that reads the ratings itself).
+
+    Raises
+    ------
+    DatasetError
+        When a catalogue file is missing or malformed.
+    """
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown dataset layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    items: pd.DataFrame = _CATALOGUES[layout](_Reader(None), directory).reset_index(drop=True)
+    return items
 
 
 def split_categories(text: str) -> list[str]:
@@ -252,22 +267,37 @@ class _Reader:
         return kept
 
 
-def _read_wisata(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _wisata_items(reader: _Reader, directory: Path) -> pd.DataFrame:
     columns = ("id", "name", "description", "categories", "city", "price")
-    items = reader.catalogue(directory / "items.csv", columns)
+    return reader.catalogue(directory / "items.csv", columns)
+
+
+def _tourism_items(reader: _Reader, directory: Path) -> pd.DataFrame:
+    columns = ("Place_Id", "Place_Name", "Description", "Category", "City", "Price")
+    return reader.catalogue(directory / "tourism_with_id.csv", columns)
+
+
+def _read_wisata(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items = _wisata_items(reader, directory)
     path = directory / "ratings.csv"
     return items, reader.interactions(path, ("user_id", "item_id", "rating", "timestamp"), "wisata")
 
 
 def _read_tourism(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    columns = ("Place_Id", "Place_Name", "Description", "Category", "City", "Price")
-    items = reader.catalogue(directory / "tourism_with_id.csv", columns)
+    items = _tourism_items(reader, directory)
     path = directory / "tourism_rating.csv"
     ratings = reader.interactions(path, ("User_Id", "Place_Id", "Place_Ratings", None), "tourism")
     return items, ratings
 
 
 def _read_movielens(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items = _movielens_items(reader, directory)
+    path = directory / "ratings.csv"
+    ratings = reader.interactions(path, ("userId", "movieId", "rating", "timestamp"), "movielens")
+    return items, ratings
+
+
+def _movielens_items(reader: _Reader, directory: Path) -> pd.DataFrame:
     path = directory / "movies.csv"
     raw = reader.csv(path, ["movieId", "title", "genres"])
     keep = reader.ids(raw, path, "movieId", unique=True)
@@ -286,7 +316,7 @@ def _read_movielens(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.
             .agg(" ".join)
         )
         description = ids.map(joined).fillna("")
-    items = pd.DataFrame(
+    items: pd.DataFrame = pd.DataFrame(
         {
             "id": ids,
             "name": raw["title"].str.strip(),
@@ -296,12 +326,15 @@ def _read_movielens(reader: _Reader, directory: Path) -> tuple[pd.DataFrame, pd.
             "price": np.nan,
         }
     )[keep]
-    path = directory / "ratings.csv"
-    ratings = reader.interactions(path, ("userId", "movieId", "rating", "timestamp"), "movielens")
-    return items, ratings
+    return items
 
 
 _READERS: Final = {"wisata": _read_wisata, "tourism": _read_tourism, "movielens": _read_movielens}
+_CATALOGUES: Final = {
+    "wisata": _wisata_items,
+    "tourism": _tourism_items,
+    "movielens": _movielens_items,
+}
 
 
 def _line(position: int) -> int:

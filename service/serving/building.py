@@ -19,7 +19,7 @@ from service import artifacts
 from service.artifacts import DatasetSummary
 from service.ml.datasets import Dataset, load_dataset
 from service.ml.evaluation import holdout_metrics
-from service.ml.model_set import HybridWeight, fit_model_set, ordered_models
+from service.ml.model_set import HybridWeight, ModelSet, fit_model_set, ordered_models
 from service.ml.recommenders import (
     MODEL_NAMES,
     MOVED_MODULES,
@@ -71,6 +71,7 @@ def build_artifacts(
     sub_artifacts: Mapping[str, bytes] | None = None,
     metrics: Mapping[str, Mapping[str, float]] | None = None,
     before_each: Callable[[str], object] | None = None,
+    fitted: ModelSet | None = None,
 ) -> BuildResult:
     """Fit ``models`` on the dataset and return their artifacts.
 
@@ -91,14 +92,18 @@ def build_artifacts(
         Holdout metrics to record in each model's artifact.
     before_each : callable, optional
         Called with each model's name before it is fitted.
+    fitted : ModelSet, optional
+        The models already fitted on ``dataset`` by another engine (the Spark engine's
+        :func:`service.ml.spark_engine.fit_model_set`): serialised as they are.
     """
     order = ordered_models(models)
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
     summary = summarize(dataset)
     given, checksums = _sub_models(sub_artifacts or {}, key)
-    fitted = fit_model_set(
-        dataset, order, hybrid_weight=hybrid_weight, sub_models=given, before_each=before_each
-    )
+    if fitted is None:
+        fitted = fit_model_set(
+            dataset, order, hybrid_weight=hybrid_weight, sub_models=given, before_each=before_each
+        )
     built: dict[str, bytes] = {}
     for name in order:
         model = fitted.models[name]
