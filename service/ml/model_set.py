@@ -105,7 +105,11 @@ def fit_model_set(
     available = dict(sub_models or {})
     fitted: dict[str, Recommender] = {}
     seconds: dict[str, float] = {}
-    for name in ordered_models(names):
+    order = ordered_models(names)
+    # Sub-models fitted for a hybrid in this call are ranked in the hybrid's pass, which scores
+    # each user once for the three models; its seconds then include their ranking.
+    rank = Hybrid.name not in order
+    for name in order:
         if before_each is not None:
             before_each(name)
         start = time.perf_counter()
@@ -116,9 +120,9 @@ def fit_model_set(
                 content=content, collaborative=collaborative, content_weight=hybrid_weight
             ).fit(dataset)
         elif name == ContentBased.name:
-            model = ContentBased().fit(dataset)
+            model = ContentBased().fit(dataset, rank=rank)
         else:
-            model = Collaborative().fit(dataset)
+            model = Collaborative().fit(dataset, rank=rank)
         seconds[name] = time.perf_counter() - start
         fitted[name] = available[name] = model
     return ModelSet(fitted, seconds)

@@ -8,6 +8,7 @@ import pytest
 from sklearn.base import clone
 
 from service.ml.datasets import Dataset, load_dataset
+from service.ml.model_set import fit_model_set
 from service.ml.recommenders import Collaborative, ContentBased, Hybrid
 from service.ml.recommenders import content as content_module
 from service.ml.recommenders.base import FloatArray, IntArray, Recommender
@@ -268,3 +269,43 @@ def test_precomputed_neighbours_are_the_whole_catalogues_similar_items(
             assert item_id not in {item for item, _ in got}
             for (_, score), (_, exact) in zip(got, expected, strict=True):
                 assert score == pytest.approx(exact, rel=1e-6, abs=1e-7)
+
+
+def test_the_model_sets_joint_pass_ranks_what_each_models_own_pass_ranks(demo: Dataset) -> None:
+    # fit_model_set fits the sub-models with rank=False and ranks the three in the hybrid's pass.
+    joint = fit_model_set(demo, hybrid_weight=0.6).models
+    content = ContentBased().fit(demo)
+    collaborative = Collaborative().fit(demo)
+    alone = {
+        "content_based": content,
+        "collaborative": collaborative,
+        "hybrid": Hybrid(content=content, collaborative=collaborative, content_weight=0.6).fit(
+            demo
+        ),
+    }
+    for name, model in alone.items():
+        for table in ("shortlist_", "shortlist_scores_", "neighbours_", "neighbour_scores_"):
+            assert same_bits(getattr(joint[name], table), getattr(model, table)), (name, table)
+    # The hybrid's record of its sub-models covers the tables the joint pass gave them.
+    hybrid = cloudpickle.loads(cloudpickle.dumps(joint["hybrid"]))
+    hybrid.attach(
+        cloudpickle.loads(cloudpickle.dumps(joint["content_based"])),
+        cloudpickle.loads(cloudpickle.dumps(joint["collaborative"])),
+    )
+    assert hybrid.shortlist_ is not None and hybrid.neighbours_ is not None
+    assert hybrid.recommend("u001", 10).items == alone["hybrid"].recommend("u001", 10).items
+
+
+def test_a_sub_model_fitted_with_rank_false_answers_before_and_after_the_hybrids_pass(
+    demo: Dataset,
+) -> None:
+    unranked = ContentBased().fit(demo, rank=False)
+    assert unranked.shortlist_ is None and unranked.neighbours_ is None
+    plain = full_catalogue(unranked).fit(demo)
+    assert unranked.recommend("u003", 10).items == plain.recommend("u003", 10).items
+    Hybrid(content=unranked, collaborative=Collaborative(n_components=8).fit(demo)).fit(demo)
+    assert unranked.shortlist_ is not None and unranked.neighbours_ is not None
+    got, expected = unranked.recommend("u003", 10).items, plain.recommend("u003", 10).items
+    assert [item for item, _ in got] == [item for item, _ in expected]
+    # Shortlisted scores are kept in float32.
+    assert [score for _, score in got] == pytest.approx([s for _, s in expected], rel=1e-6)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from service.errors import UnknownItemError
 from service.ml.datasets import Dataset
 from service.ml.recommenders.catalogue import Catalogue
+from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k
 
 __all__ = [
     "SHORTLIST",
@@ -38,6 +39,7 @@ __all__ = [
     "UnknownItemError",
     "is_fitted",
     "learned_digest",
+    "nearest",
     "top_k",
 ]
 
@@ -63,30 +65,6 @@ def is_fitted(model: object) -> bool:
     except NotFittedError:
         return False
     return True
-
-
-def top_k(scores: FloatArray, n: int, exclude: IntArray | None = None) -> IntArray:
-    """Return the positions of the ``n`` highest finite scores, best first (ties by position)."""
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    if exclude is not None and exclude.size:
-        scores[exclude] = -np.inf
-    scores[np.isnan(scores)] = -np.inf
-    available = int(np.count_nonzero(np.isfinite(scores)))
-    n = min(n, available)
-    if n <= 0:
-        return np.empty(0, dtype=np.intp)
-    if n < scores.size:
-        candidates = np.argpartition(-scores, n - 1)[:n]
-        # argpartition breaks a tie at the n-th score arbitrarily: keep the first positions, so
-        # that the best n are always the first n of the best m > n.
-        threshold = scores[candidates].min()
-        above = candidates[scores[candidates] > threshold]
-        tied = np.flatnonzero(scores == threshold)[: n - above.size]
-        candidates = np.concatenate([above, tied])
-    else:
-        candidates = np.arange(scores.size)
-    order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order].astype(np.intp)
 
 
 def learned_digest(model: object) -> str:
@@ -127,9 +105,17 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
 
     #: Short model name used in artifact keys and the HTTP API.
     name: str = ""
+    shortlist_: npt.NDArray[np.signedinteger[Any]] | None
+    shortlist_scores_: npt.NDArray[np.float32] | None
+    neighbours_: npt.NDArray[np.signedinteger[Any]] | None
+    neighbour_scores_: npt.NDArray[np.float32] | None
 
-    def fit(self, dataset: Dataset) -> Self:
-        """Learn from ``dataset`` and return ``self``."""
+    def fit(self, dataset: Dataset, *, rank: bool = True) -> Self:
+        """Learn from ``dataset`` and return ``self``.
+
+        ``rank=False`` leaves the shortlists and neighbours unranked, for a hybrid fitted next
+        on this model to rank in its own pass over the users (the model set does so).
+        """
         if dataset.n_interactions == 0:
             raise ValueError("cannot fit a recommender on a dataset without interactions")
         self.__dict__.pop("_digest_cache", None)
@@ -148,9 +134,12 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         self.popularity_ = np.bincount(
             self.user_items_.indices, minlength=len(self.catalogue_)
         ).astype(np.float64)
+        self.shortlist_ = self.shortlist_scores_ = None
+        self.neighbours_ = self.neighbour_scores_ = None
         self._fit(dataset)
-        self._build_shortlists()
-        self._build_neighbours()
+        if rank:
+            self._build_shortlists()
+            self._build_neighbours()
         return self
 
     # --- hooks ----------------------------------------------------------------------------------
@@ -196,42 +185,48 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
 
     def _build_shortlists(self) -> None:
         length = min(self._shortlist_length(), len(self.catalogue_))
-        if length == 0:
-            self.shortlist_: npt.NDArray[np.signedinteger[Any]] | None = None
-            self.shortlist_scores_: npt.NDArray[np.float32] | None = None
-            return
-        dtype = np.int16 if len(self.catalogue_) < np.iinfo(np.int16).max else np.int32
-        table = np.full((len(self.user_ids_), length), -1, dtype=dtype)
-        values = np.zeros((len(self.user_ids_), length), dtype=np.float32)
-        for row in range(len(self.user_ids_)):
-            order, scores = self._shortlist_row(row, length)
-            table[row, : order.size] = order
-            values[row, : order.size] = scores
-        self.shortlist_, self.shortlist_scores_ = table, values
+        if length > 0:
+            [(self.shortlist_, self.shortlist_scores_)] = rank_in_blocks(
+                len(self.user_ids_),
+                len(self.catalogue_),
+                [length],
+                lambda rows: ((ranked,) for ranked in self._shortlist_block(rows, length)),
+            )
 
     def _build_neighbours(self) -> None:
         """Every item's ``shortlist`` most similar items and their scores, as ``similar_items``
         ranks them over the whole catalogue (``neighbours_``, ``neighbour_scores_``)."""
-        length = min(self._shortlist_length(), len(self.catalogue_) - 1)
-        self.neighbours_: npt.NDArray[np.signedinteger[Any]] | None = None
-        self.neighbour_scores_: npt.NDArray[np.float32] | None = None
-        if length <= 0:
-            return
-        dtype = np.int16 if len(self.catalogue_) < np.iinfo(np.int16).max else np.int32
-        table = np.zeros((len(self.catalogue_), length), dtype=dtype)
-        values = np.zeros((len(self.catalogue_), length), dtype=np.float32)
-        for item in range(len(self.catalogue_)):
-            scores = self._item_scores(item)
-            order = top_k(scores, length, np.array([item], dtype=np.intp))
-            table[item, : order.size] = order
-            values[item, : order.size] = scores[order]
-        self.neighbours_, self.neighbour_scores_ = table, values
+        length = self._neighbours_length()
+        if length > 0:
+            [(self.neighbours_, self.neighbour_scores_)] = rank_in_blocks(
+                len(self.catalogue_),
+                len(self.catalogue_),
+                [length],
+                lambda items: (
+                    (nearest(scores, item, length),)
+                    for item, scores in zip(items, self._block_item_scores(items), strict=True)
+                ),
+            )
 
-    def _shortlist_row(self, row: int, length: int) -> tuple[IntArray, FloatArray]:
-        """The best ``length`` unseen items of the user in ``row`` in answer order, and scores."""
-        scores = self._user_scores(row)
-        order = self._rank(scores, length, self.seen(row))
+    def _neighbours_length(self) -> int:
+        return min(self._shortlist_length(), len(self.catalogue_) - 1)
+
+    def _shortlist_block(self, rows: IntArray, length: int) -> Iterator[RankedRow]:
+        """Each user in ``rows``: the best ``length`` unseen items in answer order, and scores."""
+        for row, scores in zip(rows, self._block_scores(rows), strict=True):
+            yield self._ranked_row(scores, length, self.seen(row))
+
+    def _ranked_row(self, scores: FloatArray, length: int, seen: IntArray) -> RankedRow:
+        order = self._rank(scores, length, seen)
         return order, scores[order]
+
+    def _block_scores(self, rows: IntArray) -> npt.NDArray[np.float64]:
+        """``_user_scores`` of each user in ``rows``, a row each; subclasses score them at once."""
+        return np.stack([self._user_scores(int(row)) for row in rows])
+
+    def _block_item_scores(self, items: IntArray) -> npt.NDArray[np.float64]:
+        """``_item_scores`` of each item in ``items``, a row each; subclasses score them at once."""
+        return np.stack([self._item_scores(int(item)) for item in items])
 
     def _shortlisted(self, row: int, n: int) -> IntArray | None:
         """The first ``n`` of the user's shortlist, or None when the model keeps none that long."""

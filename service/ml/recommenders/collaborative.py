@@ -112,6 +112,16 @@ class Collaborative(Recommender):
         scores = np.einsum("k,kn->n", self.user_factors_[user], self.item_factors_)
         return np.asarray(scores, dtype=np.float64)
 
+    def _block_scores(self, rows: IntArray) -> FloatArray:
+        # The same einsum over a block of users: each score is the same float32 sum over k.
+        scores = np.einsum("bk,kn->bn", self.user_factors_[rows], self.item_factors_)
+        return np.asarray(scores, dtype=np.float64)
+
+    def _block_item_scores(self, items: IntArray) -> FloatArray:
+        vectors = self._unit_item_factors()
+        scores = np.einsum("nk,bk->bn", vectors, vectors[items])
+        return np.asarray(scores, dtype=np.float64)
+
     def _scores_at(self, user: int, items: IntArray) -> FloatArray:
         scores = np.einsum("k,kn->n", self.user_factors_[user], self.item_factors_[:, items])
         return np.asarray(scores, dtype=np.float64)

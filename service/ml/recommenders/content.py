@@ -137,6 +137,16 @@ class ContentBased(Recommender):
     def _user_scores(self, user: int) -> FloatArray:
         return self._profile_scores(*self.user_ratings(user))
 
+    def _block_item_scores(self, items: IntArray) -> npt.NDArray[np.float64]:
+        # The items' dense rows as columns, in float32 as ``_item_scores`` multiplies them.
+        vectors = self.item_vectors_
+        rows = np.zeros((vectors.shape[1], len(items)), dtype=vectors.dtype)
+        positions, lengths = _row_entries(vectors, np.asarray(items, dtype=np.intp))
+        rows[vectors.indices[positions], np.repeat(np.arange(len(items)), lengths)] = vectors.data[
+            positions
+        ]
+        return np.ascontiguousarray((vectors @ rows).T, dtype=np.float64)
+
     def _scores_at(self, user: int, items: IntArray) -> FloatArray:
         # csr_matvec sums each row in stored order whether it multiplies the whole matrix or
         # these rows alone: the same bits as ``_user_scores(user)[items]``.

@@ -7,7 +7,7 @@ re-attaches exactly the sub-models it was built with (the artifact records their
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -16,7 +16,6 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from service.ml.datasets import Dataset
-from service.ml.ranking import ndcg_at_k
 from service.ml.recommenders.base import (
     SHORTLIST,
     FloatArray,
@@ -25,18 +24,19 @@ from service.ml.recommenders.base import (
     Recommender,
     is_fitted,
     learned_digest,
+    nearest,
     top_k,
 )
+from service.ml.recommenders.blend import rescale, scaled, span
 from service.ml.recommenders.collaborative import Collaborative
 from service.ml.recommenders.content import ContentBased
 from service.ml.recommenders.mmr import mmr
-from service.ml.splits import Holdout
+from service.ml.recommenders.shortlists import RankedRow, rank_in_blocks
+from service.ml.recommenders.weight_search import choose_weight
 
 __all__ = ["Hybrid"]
 
 Normalization = Literal["zscore", "minmax"]
-#: Content weights tried by ``content_weight="auto"``.
-AUTO_GRID: tuple[float, ...] = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 _SHARED_STATE = ("catalogue_", "user_ids_", "user_items_", "popularity_")
 
 
@@ -135,11 +135,13 @@ class Hybrid(Recommender):
 
     def _fit(self, dataset: Dataset) -> None:
         self._validate()
+        self.spans_ = None
+        self.shortlist_of_ = None
         content = _prepared(self.content, ContentBased, dataset)
         collaborative = _prepared(self.collaborative, Collaborative, dataset)
         self.validation_ndcg_: dict[float, float] = {}
         if self.content_weight == "auto":
-            weight = self._choose_weight(dataset)
+            weight, self.validation_ndcg_ = choose_weight(self, dataset)
         else:
             weight = float(self.content_weight)
         self.weights_ = (weight, 1.0 - weight)
@@ -160,51 +162,6 @@ class Hybrid(Recommender):
             raise ValueError(f"auto_folds must be >= 1, got {self.auto_folds!r}")
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates!r}")
-
-    def _choose_weight(self, dataset: Dataset) -> float:
-        """Pick the content weight by NDCG@10 on validation splits of the training data."""
-        per_user: dict[float, list[float]] = {w: [] for w in AUTO_GRID}
-        for fold in range(self.auto_folds):
-            for weight, scores in self._validate_fold(dataset, self.random_state + fold).items():
-                per_user[weight].extend(scores)
-        if not per_user[AUTO_GRID[0]]:
-            return float(self.prior_weight)
-        table = {w: np.asarray(s) for w, s in per_user.items()}
-        self.validation_ndcg_ = {w: float(s.mean()) for w, s in table.items()}
-        best = max(self.validation_ndcg_, key=lambda w: self.validation_ndcg_[w])
-        prior = min(AUTO_GRID, key=lambda w: abs(w - self.prior_weight))
-        gain = table[best] - table[prior]
-        standard_error = float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else 0.0
-        if gain.mean() <= self.auto_significance * standard_error:
-            return float(self.prior_weight)
-        return float(best)
-
-    def _validate_fold(self, dataset: Dataset, seed: int, k: int = 10) -> dict[float, list[float]]:
-        """Per-user NDCG@k of every grid weight on one validation split."""
-        # Imported here: the model set's factory imports this module to build the hybrid.
-        from service.ml.model_set import fit_sub_models
-
-        holdout = Holdout.of(dataset, seed)
-        content, collaborative = fit_sub_models(holdout.part, self.content, self.collaborative)
-        scores: dict[float, list[float]] = {w: [] for w in AUTO_GRID}
-        relevant = holdout.relevant
-        users = sorted(relevant)
-        if len(users) > self.auto_max_users:
-            rng = np.random.default_rng(seed)
-            users = sorted(rng.choice(users, self.auto_max_users, replace=False))
-        for user_id in users:
-            truth = relevant[user_id]
-            row = content.user_position(user_id)
-            if row is None:
-                continue
-            c = _rescale(content._user_scores(row), self.normalization)
-            f = _rescale(collaborative._user_scores(row), self.normalization)
-            seen = content.seen(row)
-            for weight in AUTO_GRID:
-                order = top_k(weight * c + (1.0 - weight) * f, k, seen)
-                ranked = [str(content.catalogue_.ids[i]) for i in order]
-                scores[weight].append(ndcg_at_k(ranked, truth, k))
-        return scores
 
     # --- sub-models -----------------------------------------------------------------------------
 
@@ -268,25 +225,84 @@ class Hybrid(Recommender):
         # The MMR candidates themselves: any n up to n_candidates is a prefix of their order.
         return self.n_candidates if super()._shortlist_length() else 0
 
+    # Sub-models fitted with ``rank=False`` (the model set's) are ranked in the hybrid's own
+    # passes: each user's (and item's) content and collaborative scores are computed once for
+    # the three models, and each model ranks them as its own pass would.
+
     def _build_shortlists(self) -> None:
+        length = self._shortlist_length()
+        pending = self._unranked("shortlist_")
+        if not length:
+            for model in pending:
+                model._build_shortlists()
+                model._build_neighbours()
+            return
+        self.spans_ = np.zeros((len(self.user_ids_), 2, 2))
+        lengths = [length, *(min(m._shortlist_length(), len(self.catalogue_)) for m in pending)]
+        (self.shortlist_, self.shortlist_scores_), *rest = rank_in_blocks(
+            len(self.user_ids_),
+            len(self.catalogue_),
+            lengths,
+            lambda rows: self._joint_block(rows, length, pending),
+        )
+        for model, (table, values) in zip(pending, rest, strict=True):
+            model.shortlist_, model.shortlist_scores_ = table, values
+
+    def _joint_block(
+        self, rows: IntArray, length: int, pending: Sequence[Recommender]
+    ) -> Iterator[tuple[RankedRow, ...]]:
         content, collaborative = self._parts()
-        self.spans_ = None
-        self.shortlist_of_ = None
-        if self._shortlist_length():
-            self.spans_ = np.zeros((len(self.user_ids_), 2, 2))
-        super()._build_shortlists()
+        assert self.spans_ is not None
+        blocks = zip(content._block_scores(rows), collaborative._block_scores(rows), strict=True)
+        for row, (c, f) in zip(rows, blocks, strict=True):
+            seen = self.seen(row)
+            self.spans_[row] = (span(c, self.normalization), span(f, self.normalization))
+            # MMR over every candidate: its first n picks are its answer for any n (greedy).
+            ranked = [self._ranked_row(self._blend(c, f, self.weights_), length, seen)]
+            for model in pending:
+                scores = c if model is content else f
+                ranked.append(model._ranked_row(scores, model._shortlist_length(), seen))
+            yield tuple(ranked)
+
+    def _unranked(self, table: str) -> list[Recommender]:
+        """The sub-models fitted with ``rank=False``, whose ``table`` waits for this pass."""
+        return [
+            model
+            for model in self._parts()
+            if getattr(model, table, None) is None
+            and (model._shortlist_length() if table == "shortlist_" else model._neighbours_length())
+        ]
+
+    def _build_neighbours(self) -> None:
+        content, collaborative = self._parts()
+        length = self._neighbours_length()
+        pending = self._unranked("neighbours_")
+        if length > 0:
+            lengths = [length, *(m._neighbours_length() for m in pending)]
+            (self.neighbours_, self.neighbour_scores_), *rest = rank_in_blocks(
+                len(self.catalogue_),
+                len(self.catalogue_),
+                lengths,
+                lambda items: self._neighbour_block(items, lengths, pending),
+            )
+            for model, (table, values) in zip(pending, rest, strict=True):
+                model.neighbours_, model.neighbour_scores_ = table, values
+        for model in (content, collaborative):
+            model.__dict__.pop("_digest_cache", None)  # its learned arrays may have just grown
         if self.shortlist_ is not None:
             self.shortlist_of_ = _digest(content, collaborative)
 
-    def _shortlist_row(self, row: int, length: int) -> tuple[IntArray, FloatArray]:
+    def _neighbour_block(
+        self, items: IntArray, lengths: Sequence[int], pending: Sequence[Recommender]
+    ) -> Iterator[tuple[RankedRow, ...]]:
         content, collaborative = self._parts()
-        c, f = content._user_scores(row), collaborative._user_scores(row)
-        assert self.spans_ is not None
-        self.spans_[row] = (_span(c, self.normalization), _span(f, self.normalization))
-        # MMR over every candidate: its first n picks are its answer for any n (it is greedy).
-        scores = self._blend(c, f, self.weights_)
-        order = self._rank(scores, length, self.seen(row))
-        return order, scores[order]
+        c_block = content._block_item_scores(items)
+        f_block = collaborative._block_item_scores(items)
+        for item, c, f in zip(items, c_block, f_block, strict=True):
+            ranked = [nearest(self._blend(c, f, self.weights_), int(item), lengths[0])]
+            for model, length in zip(pending, lengths[1:], strict=True):
+                ranked.append(nearest(c if model is content else f, int(item), length))
+            yield tuple(ranked)
 
     def _from_shortlist(self, row: int, n: int, **options: Any) -> Recommendations | None:
         lam = self._lambda(options)
@@ -305,7 +321,7 @@ class Hybrid(Recommender):
         candidates, scores = stored[ranking], scores[ranking]
         if lam == 1.0:
             return self._pairs(candidates[:n], scores[:n])
-        relevance = _rescale(scores, "minmax")
+        relevance = rescale(scores, "minmax")
         similarity = self._parts()[0].pairwise(candidates)
         picks = mmr(relevance, similarity, n, lam)
         return self._pairs(candidates[picks], scores[picks])
@@ -314,8 +330,8 @@ class Hybrid(Recommender):
         content, collaborative = self._parts()
         assert self.spans_ is not None
         (c_offset, c_divisor), (f_offset, f_divisor) = self.spans_[user].tolist()
-        c = _scaled(content._scores_at(user, items), c_offset, c_divisor)
-        f = _scaled(collaborative._scores_at(user, items), f_offset, f_divisor)
+        c = scaled(content._scores_at(user, items), c_offset, c_divisor)
+        f = scaled(collaborative._scores_at(user, items), f_offset, f_divisor)
         weights = self.weights_
         return weights[0] * c + weights[1] * f
 
@@ -324,7 +340,7 @@ class Hybrid(Recommender):
     def _blend(
         self, content: FloatArray, collab: FloatArray, weights: Sequence[float]
     ) -> FloatArray:
-        return weights[0] * _rescale(content, self.normalization) + weights[1] * _rescale(
+        return weights[0] * rescale(content, self.normalization) + weights[1] * rescale(
             collab, self.normalization
         )
 
@@ -358,7 +374,7 @@ class Hybrid(Recommender):
         if lam == 1.0:
             return top_k(scores, n, exclude)
         candidates = top_k(scores, max(n, self.n_candidates), exclude)
-        relevance = _rescale(scores[candidates], "minmax")
+        relevance = rescale(scores[candidates], "minmax")
         similarity = self._parts()[0].pairwise(candidates)
         return candidates[mmr(relevance, similarity, n, lam)]
 
@@ -367,32 +383,9 @@ def _digest(content: ContentBased, collaborative: Collaborative) -> str:
     return learned_digest(content) + learned_digest(collaborative)
 
 
-def _span(scores: FloatArray, normalization: str) -> tuple[float, float]:
-    """What ``_rescale`` subtracts from and divides ``scores`` by (divisor 0: all zeros)."""
-    if normalization == "zscore":
-        spread = float(scores.std())
-        return (float(scores.mean()), spread if spread > 0 else 0.0)
-    low, high = float(scores.min()), float(scores.max())
-    return (low, high - low if high > low else 0.0)
-
-
-def _scaled(scores: FloatArray, offset: float, divisor: float) -> FloatArray:
-    """``_rescale`` with a user's stored span: the same operations, so the same values."""
-    return (scores - offset) / divisor if divisor else np.zeros_like(scores)
-
-
 def _prepared(model: Recommender | None, default: type[Recommender], dataset: Dataset) -> Any:
     if model is None:
         return default().fit(dataset)
     if is_fitted(model):
         return model
     return clone(model).fit(dataset)
-
-
-def _rescale(scores: FloatArray, normalization: str) -> FloatArray:
-    """Per-user normalisation so the two models' scores are comparable before blending."""
-    if normalization == "zscore":
-        spread = float(scores.std())
-        return (scores - scores.mean()) / spread if spread > 0 else np.zeros_like(scores)
-    low, high = float(scores.min()), float(scores.max())
-    return (scores - low) / (high - low) if high > low else np.zeros_like(scores)
