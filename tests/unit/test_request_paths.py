@@ -5,6 +5,7 @@ from __future__ import annotations
 import cloudpickle
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.base import clone
 
 from service.ml.datasets import Dataset, load_dataset
@@ -309,3 +310,18 @@ def test_a_sub_model_fitted_with_rank_false_answers_before_and_after_the_hybrids
     assert [item for item, _ in got] == [item for item, _ in expected]
     # Shortlisted scores are kept in float32.
     assert [score for _, score in got] == pytest.approx([s for _, s in expected], rel=1e-6)
+
+
+def test_fold_in_finds_the_factors_nmf_transform_finds(collaborative: Collaborative) -> None:
+    rng = np.random.default_rng(1)
+    n_items = len(collaborative.catalogue_)
+    for size in (1, 3, 20):
+        items = np.sort(rng.choice(n_items, size, replace=False)).astype(np.intp)
+        ratings = rng.integers(1, 6, size).astype(np.float64)
+        row = sp.csr_matrix(
+            (ratings.astype(np.float32), (np.zeros(size, dtype=np.intp), items)),
+            shape=(1, n_items),
+        )
+        expected = collaborative.nmf_.transform(row)[0]
+        got = collaborative._fold_in(items, ratings)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 from sklearn.decomposition import NMF
+from sklearn.decomposition._cdnmf_fast import _update_cdnmf_fast
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 
@@ -138,11 +139,11 @@ class Collaborative(Recommender):
     def _fold_in(self, items: IntArray, values: FloatArray) -> FloatArray:
         """A visitor's factors: what ``nmf_.transform`` computes, without its per-call cost.
 
-        The same coordinate descent as scikit-learn's ``cd`` solver with ``H`` fixed (start
-        from zeros, same regularisation, stopping rule and iteration cap), but the Gram matrix
-        ``H H^T`` over the whole catalogue is computed once instead of at every iteration of
-        every request, and only the rated items' columns are read. Results match ``transform``
-        to rounding.
+        The same coordinate descent as scikit-learn's ``cd`` solver with ``H`` fixed (its own
+        sweep, from zeros, with the same regularisation, stopping rule and iteration cap), but
+        the Gram matrix ``H H^T`` over the whole catalogue is computed once instead of at every
+        iteration of every request, and only the rated items' columns are read. Results match
+        ``transform`` to rounding.
         """
         if not np.all(np.isfinite(values)) or np.any(values < 0):
             raise ValueError(
@@ -151,25 +152,19 @@ class Collaborative(Recommender):
         gram, l1 = self._fold_in_gram()
         components = self.nmf_.components_
         target = np.einsum("i,ki->k", values, components[:, items].astype(np.float64)) - l1
-        factors = np.zeros(len(gram))
-        # Python floats and prebuilt row views for what the inner loop reads: the same values
-        # and operations as indexing the arrays there, without a numpy scalar per access.
-        rows, diagonal, targets = list(gram), gram.diagonal().tolist(), target.tolist()
-        current = factors.tolist()
+        # scikit-learn's own coordinate-descent sweep (what ``transform`` runs for each
+        # iteration), on the one row of a visitor, with its stopping rule.
+        factors: FloatArray = np.zeros((1, len(gram)))
+        products = target[np.newaxis, :]
+        order = np.arange(len(gram), dtype=np.intp)
         initial = 0.0
         for iteration in range(1, int(self.nmf_.max_iter) + 1):
-            violation = 0.0
-            for t, row in enumerate(rows):
-                grad = float(np.dot(row, factors)) - targets[t]
-                violation += abs(min(0.0, grad) if current[t] == 0.0 else grad)
-                if diagonal[t] != 0.0:
-                    current[t] = max(current[t] - grad / diagonal[t], 0.0)
-                    factors[t] = current[t]
+            violation = _update_cdnmf_fast(factors, gram, products, order)
             if iteration == 1:
                 initial = violation
             if initial == 0.0 or violation / initial <= self.nmf_.tol:
                 break
-        return factors
+        return np.asarray(factors[0], dtype=np.float64)
 
     def _fold_in_gram(self) -> tuple[FloatArray, float]:
         """``H H^T`` plus the L2 term on its diagonal, and the L1 term (cached per model)."""
