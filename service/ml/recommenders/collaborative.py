@@ -128,8 +128,10 @@ class Collaborative(Recommender):
         return np.asarray(scores, dtype=np.float64)
 
     def _ratings_scores(self, items: IntArray, ratings: FloatArray) -> FloatArray:
-        factors = self._fold_in(items, self._weights(ratings))
-        scores = np.einsum("k,kn->n", factors, self.item_factors_, dtype=np.float64)
+        # In float32 like a known user's scores: a float64 product would cast the whole item
+        # factor matrix at every request (4x the cost on MovieLens small).
+        factors = self._fold_in(items, self._weights(ratings)).astype(np.float32)
+        scores = np.einsum("k,kn->n", factors, self.item_factors_)
         return np.asarray(scores, dtype=np.float64)
 
     def _item_scores(self, item: int) -> FloatArray:

@@ -223,9 +223,14 @@ def _row_entries(matrix: sp.csr_matrix, rows: IntArray) -> tuple[IntArray, IntAr
 def _compact(columns: npt.NDArray[Any], n_features: int) -> tuple[npt.NDArray[np.int32], int]:
     """Renumber ``columns`` 0.. over the distinct ones (order kept); return them and how many.
 
-    A table over all features is O(n_features), no more than the transpose scipy built per call
-    (and the profile is that long anyway); it is several times cheaper than sorting the columns.
+    A few columns are sorted; many are counted in a table over all features, which costs
+    O(n_features) but beats the sort once the columns are more than a sixteenth of the features
+    (on MovieLens small, 100 candidates: the sort 21 us, the table 82 us). Both number the
+    distinct columns in increasing order, so they give the same result.
     """
+    if columns.size * 16 < n_features:
+        distinct, inverse = np.unique(columns, return_inverse=True)
+        return inverse.astype(np.int32), int(distinct.size)
     slots = np.zeros(n_features, dtype=np.int32)
     slots[columns] = 1
     np.cumsum(slots, out=slots)
