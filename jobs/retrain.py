@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from jobs.cli import (
     ExitCode,
@@ -35,6 +34,7 @@ from jobs.cli import (
     stop_on_signals,
     storage_failure,
 )
+from jobs.retrain_engine import build_on, evaluate_on, load_on, setup_problem, training_engine
 from jobs.retrain_options import DEFAULT_MIN_NDCG_RATIO, Options, build_parser
 from jobs.schedule import Cron, Schedule, run_forever
 from service import artifacts
@@ -43,12 +43,8 @@ from service.config import Config
 from service.db import Database
 from service.db.bulk import count_since
 from service.errors import DatasetError
-from service.ml import spark_engine
-from service.ml.datasets import Dataset, load_dataset
-from service.ml.evaluation import NDCG, K, holdout_metrics
-from service.ml.recommenders import MODEL_NAMES
-from service.ml.spark_engine import SparkEngineError, SparkSettings, SparkSetupError
-from service.serving.building import BuildResult, build_artifacts
+from service.ml.datasets import Dataset
+from service.ml.evaluation import NDCG, K
 from service.serving.journal import survey
 from service.serving.publisher import Publisher
 from storage import ArtifactStore, ObjectInfo, StorageError
@@ -68,8 +64,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 # Steps of one run: published, dataset, 3 evaluations, fit, 3 publishes.
 _STEPS = 9
@@ -156,40 +150,6 @@ async def _published(store: ArtifactStore) -> dict[str, MetadataSummary | None]:
     }
 
 
-def _load(config: Config, spark: SparkSession | None) -> Dataset:
-    try:
-        if spark is not None:
-            return spark_engine.read_dataset(spark, config.data)
-        return load_dataset(config.data)
-    except DatasetError as e:
-        raise JobError(f"cannot read the dataset (WISATA_DATA={config.data}): {e}") from e
-    except SparkEngineError as e:
-        raise JobError(str(e)) from e
-
-
-def spark_settings(config: Config, options: Options) -> SparkSettings:
-    """Where the Spark engine runs: --spark-master, else WISATA_SPARK_MASTER, else local[*]."""
-    master = options.spark_master or config.spark_master or spark_engine.DEFAULT_MASTER
-    return SparkSettings(master=master, conf=options.spark_conf)
-
-
-@contextlib.contextmanager
-def _engine(config: Config, options: Options) -> Iterator[SparkSession | None]:
-    """The Spark session of a run with ``--engine spark``; None for the sklearn engine."""
-    if options.engine != "spark":
-        yield None
-        return
-    settings = spark_settings(config, options)
-    logger.info("training engine: Spark (MLlib ALS) on %s", settings.master)
-    try:
-        session = contextlib.ExitStack()
-        spark = session.enter_context(spark_engine.spark_session(settings))
-    except SparkEngineError as e:
-        raise JobError(str(e)) from e
-    with session:
-        yield spark
-
-
 async def retrain_once(config: Config, options: Options, stop: StopFlag) -> int:
     """Run the job once against the configured store; return its exit status.
 
@@ -225,7 +185,7 @@ async def _retrain(
         )
         if reason is not None:
             return ExitCode.SKIPPED, [f"skipped: {reason}"]
-    engine = _engine(config, options)
+    engine = training_engine(config, options)
     spark = await asyncio.to_thread(engine.__enter__)  # a JVM starts: not on the event loop
     try:
         return await _train(config, options, store, progress, published, spark)
@@ -243,7 +203,7 @@ async def _train(
 ) -> tuple[int, list[str]]:
     database = config.database
     progress.step(f"loading the dataset from {config.data}")
-    dataset = await asyncio.to_thread(_load, config, spark)
+    dataset = await asyncio.to_thread(load_on, spark, config)
     logger.info(
         "dataset %s: %d items, %d users, %d interactions",
         dataset.source,
@@ -264,46 +224,9 @@ async def _train(
             + ". Check the dataset (WISATA_DATA), or pass --min-ndcg-ratio 0 to publish anyway"
         ]
     progress.step("training the three models on all the data")
-    built = await asyncio.to_thread(_build, dataset, config, metrics, spark)
+    built = await asyncio.to_thread(build_on, spark, dataset, config, metrics)
     stored = await _publish(store, built.artifacts, progress)
     return ExitCode.OK, _report(built.artifacts, stored, metrics)
-
-
-def _build(
-    dataset: Dataset,
-    config: Config,
-    metrics: Mapping[str, Mapping[str, float]],
-    spark: SparkSession | None,
-) -> BuildResult:
-    fitted = None
-    if spark is not None:  # the collaborative model on Spark; the others here, as always
-        fitted = _on_spark(
-            spark_engine.fit_model_set, dataset, MODEL_NAMES, hybrid_weight=config.hybrid_weight
-        )
-    return build_artifacts(
-        dataset,
-        MODEL_NAMES,
-        key=config.artifact_key,
-        hybrid_weight=config.hybrid_weight,
-        metrics=metrics,
-        fitted=fitted,
-    )
-
-
-def _on_spark(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-    """Run a Spark engine call; a Spark failure becomes a job error saying what failed."""
-    try:
-        return call(*args, **kwargs)
-    except SparkEngineError as e:
-        raise JobError(str(e)) from e
-    except Exception as e:
-        if type(e).__module__.startswith(("pyspark", "py4j")):
-            raise JobError(
-                f"Spark failed while training: {spark_engine.first_line(e)}; check the "
-                "executors' logs, their memory (--spark-conf spark.executor.memory=...) and "
-                "the master"
-            ) from e
-        raise
 
 
 async def _evaluate(
@@ -316,25 +239,14 @@ async def _evaluate(
     def step(name: str) -> None:
         progress.step(f"evaluating {name} on the holdout")
 
-    if spark is None:
-        metrics = await asyncio.to_thread(
-            holdout_metrics,
-            dataset,
-            MODEL_NAMES,
-            seed=options.seed,
-            hybrid_weight=config.hybrid_weight,
-            before_each=step,
-        )
-    else:  # the same split and metrics, ALS on Spark, on a sample of the held-out users
-        metrics = await asyncio.to_thread(
-            _on_spark,
-            spark_engine.holdout_metrics,
-            dataset,
-            MODEL_NAMES,
-            seed=options.seed,
-            hybrid_weight=config.hybrid_weight,
-            before_each=step,
-        )
+    metrics = await asyncio.to_thread(
+        evaluate_on,
+        spark,
+        dataset,
+        seed=options.seed,
+        hybrid_weight=config.hybrid_weight,
+        before_each=step,
+    )
     for name, scores in metrics.items():
         logger.info("%s: %s", name, _format_metrics(scores))
     return metrics
@@ -391,10 +303,9 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         error("--spark-master and --spark-conf apply to --engine spark; add --engine spark")
         return ExitCode.USAGE
     if options.engine == "spark":
-        try:
-            spark_engine.check_setup(spark_settings(config, options))
-        except SparkSetupError as e:
-            error(str(e))
+        problem = setup_problem(config, options)
+        if problem is not None:
+            error(problem)
             return ExitCode.USAGE
     schedule: Schedule | None = args.every or args.cron
     if args.timezone is not None and not isinstance(schedule, Cron):

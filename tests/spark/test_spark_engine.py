@@ -271,7 +271,7 @@ def test_without_pyspark_the_job_says_to_install_the_extra(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(spark_engine, "_pyspark_installed", lambda: False)
+    monkeypatch.setattr(spark_engine.session, "_pyspark_installed", lambda: False)
     assert run(retrain.main, *SPARK) == 2
     assert "pip install 'wisata[spark]'" in capsys.readouterr().err
 
