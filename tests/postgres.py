@@ -24,6 +24,7 @@ from typing import IO, Self
 
 import psycopg
 
+from tests.processes import stop_process
 from tests.s3server import free_port
 
 __all__ = ["PostgresServer", "postgres_binaries"]
@@ -115,14 +116,7 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown: clients are disconnected, nothing is lost)."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGINT, timeout=30)
 
     def freeze(self) -> None:
         """Stop the server's processes where they are: connections hang, as a stuck server's do."""

@@ -30,6 +30,8 @@ from typing import IO, Self
 import aioboto3
 from moto.server import ThreadedMotoServer
 
+from tests.processes import stop_process
+
 __all__ = [
     "CuttableProxy",
     "S3ServerProcess",
@@ -166,12 +168,7 @@ class S3ServerProcess:
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process, signal.SIGTERM, timeout=10, kill_timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None

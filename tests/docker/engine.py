@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from tests.processes import stop_process
+
 __all__ = [
     "CACHE",
     "BuildReport",
@@ -263,13 +265,7 @@ class DockerEngine:
         """Stop dockerd by its PID (SIGTERM, then SIGKILL), then free its folder."""
         started = time.monotonic()
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+        stop_process(process, signal.SIGTERM, STOP_TIMEOUT)
         self._kill_leftovers()
         self._unmount()
         removing = time.monotonic()
