@@ -13,7 +13,7 @@ from service.ml.model_set import fit_model_set
 from service.ml.recommenders import Collaborative, ContentBased, Hybrid
 from service.ml.recommenders import content as content_module
 from service.ml.recommenders.base import FloatArray, IntArray, Recommender
-from service.ml.recommenders.mmr import mmr
+from service.ml.recommenders.mmr import mmr, mmr_rows
 from service.sample_data import SAMPLE_DATA_DIR
 
 
@@ -143,6 +143,23 @@ def test_mmr_picks_what_the_greedy_definition_picks(content: ContentBased, lam: 
         assert mmr(relevance, similarity, 10, lam).tolist() == textbook_mmr(
             relevance, similarity, 10, lam
         )
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.7, 1.0])
+def test_mmr_for_many_users_at_once_picks_what_mmr_picks_for_each(
+    content: ContentBased, lam: float
+) -> None:
+    rng = np.random.default_rng(2)
+    size = min(30, len(content.catalogue_))
+    candidates = [
+        rng.choice(len(content.catalogue_), size, replace=False).astype(np.intp) for _ in range(12)
+    ]
+    relevance = rng.random((12, size))
+    relevance[3] = relevance[3, 0]  # a row of equal relevance: ties go to the first candidate
+    similarity = np.stack([content.pairwise(items) for items in candidates])
+    picks = mmr_rows(relevance, similarity, lam)
+    for row in range(12):
+        assert picks[row].tolist() == mmr(relevance[row], similarity[row], size, lam).tolist()
 
 
 def test_serving_leaves_the_artifact_unchanged(demo: Dataset) -> None:

@@ -7,7 +7,7 @@ re-attaches exactly the sub-models it was built with (the artifact records their
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -23,15 +23,13 @@ from service.ml.recommenders.base import (
     Recommendations,
     Recommender,
     is_fitted,
-    learned_digest,
-    nearest,
     top_k,
 )
-from service.ml.recommenders.blend import rescale, scaled, span
+from service.ml.recommenders.blend import rescale, scaled
 from service.ml.recommenders.collaborative import Collaborative
 from service.ml.recommenders.content import ContentBased
+from service.ml.recommenders.joint import rank_items, rank_users, sub_models_digest
 from service.ml.recommenders.mmr import mmr
-from service.ml.recommenders.shortlists import RankedRow, rank_in_blocks
 from service.ml.recommenders.weight_search import choose_weight
 
 __all__ = ["Hybrid"]
@@ -183,9 +181,8 @@ class Hybrid(Recommender):
         self.collaborative_: Collaborative | None = collaborative
         for attribute in _SHARED_STATE:
             setattr(self, attribute, getattr(content, attribute))
-        if getattr(self, "shortlist_", None) is not None and self.shortlist_of_ != _digest(
-            content, collaborative
-        ):
+        recorded = getattr(self, "shortlist_", None) is not None
+        if recorded and self.shortlist_of_ != sub_models_digest(content, collaborative):
             self.shortlist_ = self.shortlist_scores_ = None
             self.neighbours_ = self.neighbour_scores_ = None
             self.spans_ = None
@@ -225,84 +222,11 @@ class Hybrid(Recommender):
         # The MMR candidates themselves: any n up to n_candidates is a prefix of their order.
         return self.n_candidates if super()._shortlist_length() else 0
 
-    # Sub-models fitted with ``rank=False`` (the model set's) are ranked in the hybrid's own
-    # passes: each user's (and item's) content and collaborative scores are computed once for
-    # the three models, and each model ranks them as its own pass would.
-
     def _build_shortlists(self) -> None:
-        length = self._shortlist_length()
-        pending = self._unranked("shortlist_")
-        if not length:
-            for model in pending:
-                model._build_shortlists()
-                model._build_neighbours()
-            return
-        self.spans_ = np.zeros((len(self.user_ids_), 2, 2))
-        lengths = [length, *(min(m._shortlist_length(), len(self.catalogue_)) for m in pending)]
-        (self.shortlist_, self.shortlist_scores_), *rest = rank_in_blocks(
-            len(self.user_ids_),
-            len(self.catalogue_),
-            lengths,
-            lambda rows: self._joint_block(rows, length, pending),
-        )
-        for model, (table, values) in zip(pending, rest, strict=True):
-            model.shortlist_, model.shortlist_scores_ = table, values
-
-    def _joint_block(
-        self, rows: IntArray, length: int, pending: Sequence[Recommender]
-    ) -> Iterator[tuple[RankedRow, ...]]:
-        content, collaborative = self._parts()
-        assert self.spans_ is not None
-        blocks = zip(content._block_scores(rows), collaborative._block_scores(rows), strict=True)
-        for row, (c, f) in zip(rows, blocks, strict=True):
-            seen = self.seen(row)
-            self.spans_[row] = (span(c, self.normalization), span(f, self.normalization))
-            # MMR over every candidate: its first n picks are its answer for any n (greedy).
-            ranked = [self._ranked_row(self._blend(c, f, self.weights_), length, seen)]
-            for model in pending:
-                scores = c if model is content else f
-                ranked.append(model._ranked_row(scores, model._shortlist_length(), seen))
-            yield tuple(ranked)
-
-    def _unranked(self, table: str) -> list[Recommender]:
-        """The sub-models fitted with ``rank=False``, whose ``table`` waits for this pass."""
-        return [
-            model
-            for model in self._parts()
-            if getattr(model, table, None) is None
-            and (model._shortlist_length() if table == "shortlist_" else model._neighbours_length())
-        ]
+        rank_users(self)
 
     def _build_neighbours(self) -> None:
-        content, collaborative = self._parts()
-        length = self._neighbours_length()
-        pending = self._unranked("neighbours_")
-        if length > 0:
-            lengths = [length, *(m._neighbours_length() for m in pending)]
-            (self.neighbours_, self.neighbour_scores_), *rest = rank_in_blocks(
-                len(self.catalogue_),
-                len(self.catalogue_),
-                lengths,
-                lambda items: self._neighbour_block(items, lengths, pending),
-            )
-            for model, (table, values) in zip(pending, rest, strict=True):
-                model.neighbours_, model.neighbour_scores_ = table, values
-        for model in (content, collaborative):
-            model.__dict__.pop("_digest_cache", None)  # its learned arrays may have just grown
-        if self.shortlist_ is not None:
-            self.shortlist_of_ = _digest(content, collaborative)
-
-    def _neighbour_block(
-        self, items: IntArray, lengths: Sequence[int], pending: Sequence[Recommender]
-    ) -> Iterator[tuple[RankedRow, ...]]:
-        content, collaborative = self._parts()
-        c_block = content._block_item_scores(items)
-        f_block = collaborative._block_item_scores(items)
-        for item, c, f in zip(items, c_block, f_block, strict=True):
-            ranked = [nearest(self._blend(c, f, self.weights_), int(item), lengths[0])]
-            for model, length in zip(pending, lengths[1:], strict=True):
-                ranked.append(nearest(c if model is content else f, int(item), length))
-            yield tuple(ranked)
+        rank_items(self)
 
     def _from_shortlist(self, row: int, n: int, **options: Any) -> Recommendations | None:
         lam = self._lambda(options)
@@ -377,10 +301,6 @@ class Hybrid(Recommender):
         relevance = rescale(scores[candidates], "minmax")
         similarity = self._parts()[0].pairwise(candidates)
         return candidates[mmr(relevance, similarity, n, lam)]
-
-
-def _digest(content: ContentBased, collaborative: Collaborative) -> str:
-    return learned_digest(content) + learned_digest(collaborative)
 
 
 def _prepared(model: Recommender | None, default: type[Recommender], dataset: Dataset) -> Any:

@@ -1,0 +1,141 @@
+"""The hybrid's fit-time ranking: one pass over the users (and the items) for three models.
+
+Sub-models fitted with ``rank=False`` (the model set's) are ranked in the hybrid's own passes:
+each user's (and item's) content and collaborative scores are computed once for the three
+models, each model ranks them as its own pass would, and MMR runs for a block of users at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.ml.recommenders.base import FloatArray, IntArray, Recommender, learned_digest
+from service.ml.recommenders.blend import rescale, span
+from service.ml.recommenders.mmr import mmr, mmr_rows
+from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k
+
+if TYPE_CHECKING:
+    from service.ml.recommenders.hybrid import Hybrid
+
+__all__ = ["rank_items", "rank_users", "sub_models_digest"]
+
+
+def rank_users(hybrid: Hybrid) -> None:
+    length = hybrid._shortlist_length()
+    pending = _unranked(hybrid, "shortlist_")
+    if not length:
+        for model in pending:
+            model._build_shortlists()
+            model._build_neighbours()
+        return
+    hybrid.spans_ = np.zeros((len(hybrid.user_ids_), 2, 2))
+    lengths = [length, *(min(m._shortlist_length(), len(hybrid.catalogue_)) for m in pending)]
+    (hybrid.shortlist_, hybrid.shortlist_scores_), *rest = rank_in_blocks(
+        len(hybrid.user_ids_),
+        len(hybrid.catalogue_),
+        lengths,
+        lambda rows: _joint_block(hybrid, rows, length, pending),
+    )
+    for model, (table, values) in zip(pending, rest, strict=True):
+        model.shortlist_, model.shortlist_scores_ = table, values
+
+
+def _joint_block(
+    hybrid: Hybrid, rows: IntArray, length: int, pending: Sequence[Recommender]
+) -> Iterator[tuple[RankedRow, ...]]:
+    content, collaborative = hybrid._parts()
+    assert hybrid.spans_ is not None
+    blocks = zip(content._block_scores(rows), collaborative._block_scores(rows), strict=True)
+    blended, candidates, others = [], [], []
+    for row, (c, f) in zip(rows, blocks, strict=True):
+        seen = hybrid.seen(row)
+        hybrid.spans_[row] = (span(c, hybrid.normalization), span(f, hybrid.normalization))
+        scores = hybrid._blend(c, f, hybrid.weights_)
+        blended.append(scores)
+        candidates.append(top_k(scores, max(length, hybrid.n_candidates), seen))
+        others.append(
+            [
+                model._ranked_row(c if model is content else f, model._shortlist_length(), seen)
+                for model in pending
+            ]
+        )
+    orders = _mmr_orders(hybrid, blended, candidates, length)
+    for scores, order, ranked in zip(blended, orders, others, strict=True):
+        yield ((order, scores[order]), *ranked)
+
+
+def _mmr_orders(
+    hybrid: Hybrid, blended: list[FloatArray], candidates: list[IntArray], length: int
+) -> list[IntArray]:
+    """What ``_rank`` orders for each row (``length`` picks), MMR run for the rows at once.
+
+    MMR is greedy: its first ``length`` picks among every candidate are its answer for
+    ``length``. Rows with fewer candidates than ``n_candidates`` are ranked one by one.
+    """
+    lam = hybrid.mmr_lambda
+    if lam == 1.0:
+        return [order[:length] for order in candidates]
+    orders = list(candidates)
+    full = [i for i, order in enumerate(candidates) if order.size == hybrid.n_candidates]
+    if full:
+        relevance = np.stack([rescale(blended[i][candidates[i]], "minmax") for i in full])
+        similarity = np.stack([hybrid._parts()[0].pairwise(candidates[i]) for i in full])
+        for i, picks in zip(full, mmr_rows(relevance, similarity, lam), strict=True):
+            orders[i] = candidates[i][picks[:length]]
+    for i, order in enumerate(candidates):
+        if order.size != hybrid.n_candidates:
+            relevance = rescale(blended[i][order], "minmax")
+            similarity = hybrid._parts()[0].pairwise(order)
+            orders[i] = order[mmr(relevance, similarity, length, lam)]
+    return orders
+
+
+def _unranked(hybrid: Hybrid, table: str) -> list[Recommender]:
+    """The sub-models fitted with ``rank=False``, whose ``table`` waits for this pass."""
+    return [
+        model
+        for model in hybrid._parts()
+        if getattr(model, table, None) is None
+        and (model._shortlist_length() if table == "shortlist_" else model._neighbours_length())
+    ]
+
+
+def rank_items(hybrid: Hybrid) -> None:
+    content, collaborative = hybrid._parts()
+    length = hybrid._neighbours_length()
+    pending = _unranked(hybrid, "neighbours_")
+    if length > 0:
+        lengths = [length, *(m._neighbours_length() for m in pending)]
+        (hybrid.neighbours_, hybrid.neighbour_scores_), *rest = rank_in_blocks(
+            len(hybrid.catalogue_),
+            len(hybrid.catalogue_),
+            lengths,
+            lambda items: _neighbour_block(hybrid, items, lengths, pending),
+        )
+        for model, (table, values) in zip(pending, rest, strict=True):
+            model.neighbours_, model.neighbour_scores_ = table, values
+    for model in (content, collaborative):
+        model.__dict__.pop("_digest_cache", None)  # its learned arrays may have just grown
+    if hybrid.shortlist_ is not None:
+        hybrid.shortlist_of_ = sub_models_digest(content, collaborative)
+
+
+def _neighbour_block(
+    hybrid: Hybrid, items: IntArray, lengths: Sequence[int], pending: Sequence[Recommender]
+) -> Iterator[tuple[RankedRow, ...]]:
+    content, collaborative = hybrid._parts()
+    c_block = content._block_item_scores(items)
+    f_block = collaborative._block_item_scores(items)
+    for item, c, f in zip(items, c_block, f_block, strict=True):
+        ranked = [nearest(hybrid._blend(c, f, hybrid.weights_), int(item), lengths[0])]
+        for model, length in zip(pending, lengths[1:], strict=True):
+            ranked.append(nearest(c if model is content else f, int(item), length))
+        yield tuple(ranked)
+
+
+def sub_models_digest(content: Recommender, collaborative: Recommender) -> str:
+    """What ``shortlist_of_`` records: the learned arrays of the sub-models ranked with."""
+    return learned_digest(content) + learned_digest(collaborative)
