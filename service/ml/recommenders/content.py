@@ -223,12 +223,13 @@ def _row_entries(matrix: sp.csr_matrix, rows: IntArray) -> tuple[IntArray, IntAr
 def _compact(columns: npt.NDArray[Any], n_features: int) -> tuple[npt.NDArray[np.int32], int]:
     """Renumber ``columns`` 0.. over the distinct ones (order kept); return them and how many.
 
-    A few columns are sorted; many are counted in a table over all features, which costs
-    O(n_features) but beats the sort once the columns are more than a sixteenth of the features
-    (on MovieLens small, 100 candidates: the sort 21 us, the table 82 us). Both number the
-    distinct columns in increasing order, so they give the same result.
+    Up to a quarter as many columns as features are sorted; more are counted in a table over
+    all features, which costs O(n_features) however few the columns (measured: 1,000 columns
+    of 38k features sorted in 16 us against 81 for the table, 4,300 of 50k in 55 against 115,
+    20,000 of 50k in 290 against 170). Both number the distinct columns in increasing order,
+    so they give the same result.
     """
-    if columns.size * 16 < n_features:
+    if columns.size * 4 < n_features:
         distinct, inverse = np.unique(columns, return_inverse=True)
         return inverse.astype(np.int32), int(distinct.size)
     slots = np.zeros(n_features, dtype=np.int32)
