@@ -7,6 +7,7 @@ bucket must serve the same models (same checksums, same answers) without trainin
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -58,6 +59,8 @@ def check_training_worker(service: int) -> None:
     workers = [pid for pid in descendants(service) if niceness(pid) > niceness(service)]
     assert len(workers) == 1, [(pid, niceness(pid)) for pid in descendants(service)]
     assert niceness(workers[0]) == niceness(service) + 10
+    # and it runs only on CPU time the web process leaves (SCHED_IDLE)
+    assert os.sched_getscheduler(workers[0]) == os.SCHED_IDLE
     assert parent(workers[0]) != service
 
 
