@@ -224,7 +224,7 @@ async def _train(
             + ". Check the dataset (WISATA_DATA), or pass --min-ndcg-ratio 0 to publish anyway"
         ]
     progress.step("training the three models on all the data")
-    built = await asyncio.to_thread(build_on, spark, dataset, config, metrics)
+    built = await asyncio.to_thread(build_on, spark, dataset, config, metrics, options.als_rank)
     stored = await _publish(store, built.artifacts, progress)
     return ExitCode.OK, _report(built.artifacts, stored, metrics)
 
@@ -246,6 +246,7 @@ async def _evaluate(
         seed=options.seed,
         hybrid_weight=config.hybrid_weight,
         before_each=step,
+        als_rank=options.als_rank,
     )
     for name, scores in metrics.items():
         logger.info("%s: %s", name, _format_metrics(scores))
@@ -298,9 +299,14 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         engine=args.engine,
         spark_master=args.spark_master,
         spark_conf=tuple(args.spark_conf),
+        als_rank=args.als_rank,
     )
-    if options.engine != "spark" and (options.spark_master or options.spark_conf):
-        error("--spark-master and --spark-conf apply to --engine spark; add --engine spark")
+    spark_only = options.spark_master or options.spark_conf or options.als_rank is not None
+    if options.engine != "spark" and spark_only:
+        error(
+            "--spark-master, --spark-conf and --als-rank apply to --engine spark; "
+            "add --engine spark"
+        )
         return ExitCode.USAGE
     if options.engine == "spark":
         problem = setup_problem(config, options)

@@ -92,6 +92,7 @@ def evaluate_on(
     seed: int,
     hybrid_weight: HybridWeight,
     before_each: Callable[[str], object],
+    als_rank: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Each model's holdout metrics; with Spark the same split and metrics, ALS on Spark, on a
     sample of the held-out users."""
@@ -105,6 +106,7 @@ def evaluate_on(
         MODEL_NAMES,
         seed=seed,
         hybrid_weight=hybrid_weight,
+        collaborative=_als(als_rank),
         before_each=before_each,
     )
 
@@ -114,12 +116,17 @@ def build_on(
     dataset: Dataset,
     config: Config,
     metrics: Mapping[str, Mapping[str, float]],
+    als_rank: int | None = None,
 ) -> BuildResult:
     """The three models fitted on all of ``dataset`` and serialised with ``metrics``."""
     fitted = None
     if spark is not None:  # the collaborative model on Spark; the others here, as always
         fitted = _on_spark(
-            spark_engine.fit_model_set, dataset, MODEL_NAMES, hybrid_weight=config.hybrid_weight
+            spark_engine.fit_model_set,
+            dataset,
+            MODEL_NAMES,
+            collaborative=_als(als_rank),
+            hybrid_weight=config.hybrid_weight,
         )
     return build_artifacts(
         dataset,
@@ -145,3 +152,8 @@ def _on_spark(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R
                 "the master"
             ) from e
         raise
+
+
+def _als(rank: int | None) -> spark_engine.AlsCollaborative | None:
+    """The ALS template of ``--als-rank``; None: the engine's default."""
+    return None if rank is None else spark_engine.AlsCollaborative(rank=rank)

@@ -28,6 +28,8 @@ class Options:
     spark_master: str | None = None
     """--spark-master, else WISATA_SPARK_MASTER, else the engine's default (``local[*]``)."""
     spark_conf: tuple[tuple[str, str], ...] = field(default=())
+    als_rank: int | None = None
+    """--als-rank, else the Spark engine's default rank."""
 
 
 def _ratio(text: str) -> float:
@@ -40,6 +42,14 @@ def _ratio(text: str) -> float:
             f"{text!r} is not a ratio; use a number >= 0, e.g. 0.95 (0 turns the gate off)"
         )
     return value
+
+
+def _rank(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rank; use a whole number 1-1000, e.g. 64"
+        )
+    return int(text)
 
 
 def _count(text: str) -> int:
@@ -167,5 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="with --engine spark: a Spark setting, e.g. spark.executor.memory=4g (repeatable)",
+    )
+    spark.add_argument(
+        "--als-rank",
+        type=_rank,
+        metavar="N",
+        help="with --engine spark: ALS's number of factors (default 200, the rank whose "
+        "MovieLens NDCG@10 is within 5 %% of NMF's; a lower rank trains faster at scale)",
     )
     return parser

@@ -197,13 +197,14 @@ async def test_a_synthetic_parquet_set_trains_on_spark_and_the_registry_serves_i
 
     monkeypatch.setenv("WISATA_DATA", str(parquet))
     monkeypatch.setenv("WISATA_HYBRID_WEIGHT", "0.6")
-    assert await asyncio.to_thread(run, retrain.main, *SPARK) == 0
+    assert await asyncio.to_thread(run, retrain.main, *SPARK, "--als-rank", "12") == 0
 
     async with open_store(clean_env["WISATA_STORAGE"]) as store:
         registry = Registry(store, key=KEY.encode())
         await registry.load_all()
         assert not registry.missing()
         model = registry.model("collaborative")
+        assert model.item_factors_.shape == (12, 80)  # --als-rank 12 factors per item
         answer = model.recommend("s1", 5)
         assert not answer.cold_start and len(answer.items) == 5
         seen = set(expected.interactions.query("user_id == 's1'")["item_id"].astype(str))
@@ -280,6 +281,8 @@ def test_without_pyspark_the_job_says_to_install_the_extra(
     ("argv", "said"),
     [
         (("--spark-master", "local[2]"), "apply to --engine spark"),
+        (("--als-rank", "64"), "apply to --engine spark"),
+        (("--engine", "spark", "--als-rank", "0"), "not a rank"),
         (("--engine", "spark", "--spark-master", "http://spark:7077"), "not a Spark master URL"),
         (("--engine", "spark", "--spark-conf", "executor.memory"), "not a Spark setting"),
     ],
