@@ -125,5 +125,6 @@ class ArtifactLoader:
             parts[parent] = found
         content, collaborative = parts[ContentBased.name], parts[Collaborative.name]
         assert isinstance(content, ContentBased) and isinstance(collaborative, Collaborative)
-        hybrid.attach(content, collaborative)
+        # On a thread: attaching hashes both sub-models' learned arrays (tens of MB at scale).
+        await asyncio.to_thread(hybrid.attach, content, collaborative)
         return None
