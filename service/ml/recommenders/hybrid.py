@@ -245,9 +245,7 @@ class Hybrid(Recommender):
         candidates, scores = stored[ranking], scores[ranking]
         if lam == 1.0:
             return self._pairs(candidates[:n], scores[:n])
-        relevance = rescale(scores, "minmax")
-        similarity = self._parts()[0].pairwise(candidates)
-        picks = mmr(relevance, similarity, n, lam)
+        picks = self._mmr_picks(candidates, scores, n, lam)
         return self._pairs(candidates[picks], scores[picks])
 
     def _scores_at(self, user: int, items: IntArray) -> FloatArray:
@@ -298,9 +296,12 @@ class Hybrid(Recommender):
         if lam == 1.0:
             return top_k(scores, n, exclude)
         candidates = top_k(scores, max(n, self.n_candidates), exclude)
-        relevance = rescale(scores[candidates], "minmax")
-        similarity = self._parts()[0].pairwise(candidates)
-        return candidates[mmr(relevance, similarity, n, lam)]
+        return candidates[self._mmr_picks(candidates, scores[candidates], n, lam)]
+
+    def _mmr_picks(self, candidates: IntArray, scores: FloatArray, n: int, lam: float) -> IntArray:
+        """MMR's ``n`` picks among ``candidates`` (positions into them), given their scores."""
+        relevance = rescale(scores, "minmax")
+        return mmr(relevance, self._parts()[0].pairwise(candidates), n, lam)
 
 
 def _prepared(model: Recommender | None, default: type[Recommender], dataset: Dataset) -> Any:

@@ -14,7 +14,7 @@ import numpy as np
 
 from service.ml.recommenders.base import FloatArray, IntArray, Recommender, learned_digest
 from service.ml.recommenders.blend import rescale, span
-from service.ml.recommenders.mmr import mmr, mmr_rows
+from service.ml.recommenders.mmr import mmr_rows
 from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k
 
 if TYPE_CHECKING:
@@ -87,9 +87,7 @@ def _mmr_orders(
             orders[i] = candidates[i][picks[:length]]
     for i, order in enumerate(candidates):
         if order.size != hybrid.n_candidates:
-            relevance = rescale(blended[i][order], "minmax")
-            similarity = hybrid._parts()[0].pairwise(order)
-            orders[i] = order[mmr(relevance, similarity, length, lam)]
+            orders[i] = order[hybrid._mmr_picks(order, blended[i][order], length, lam)]
     return orders
 
 
