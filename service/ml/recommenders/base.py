@@ -27,7 +27,13 @@ from sklearn.utils.validation import check_is_fitted
 from service.errors import UnknownItemError
 from service.ml.datasets import Dataset
 from service.ml.recommenders.catalogue import Catalogue
-from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k
+from service.ml.recommenders.shortlists import (
+    RankedRow,
+    nearest,
+    rank_in_blocks,
+    top_k,
+    top_k_rows,
+)
 
 __all__ = [
     "SHORTLIST",
@@ -213,12 +219,21 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
 
     def _shortlist_block(self, rows: IntArray, length: int) -> Iterator[RankedRow]:
         """Each user in ``rows``: the best ``length`` unseen items in answer order, and scores."""
-        for row, scores in zip(rows, self._block_scores(rows), strict=True):
-            yield self._ranked_row(scores, length, self.seen(row))
+        yield from self._ranked_rows(self._block_scores(rows), length, [self.seen(r) for r in rows])
 
     def _ranked_row(self, scores: FloatArray, length: int, seen: IntArray) -> RankedRow:
         order = self._rank(scores, length, seen)
         return order, scores[order]
+
+    def _ranked_rows(
+        self, scores: npt.NDArray[np.float64], length: int, seen: Sequence[IntArray]
+    ) -> list[RankedRow]:
+        """``_ranked_row`` of each row of ``scores``; one selection for the block when ``_rank``
+        is plain ``top_k``."""
+        if type(self)._rank is not Recommender._rank:
+            return [self._ranked_row(row, length, s) for row, s in zip(scores, seen, strict=True)]
+        orders = top_k_rows(scores, length, seen)
+        return [(order, row[order]) for order, row in zip(orders, scores, strict=True)]
 
     def _block_scores(self, rows: IntArray) -> npt.NDArray[np.float64]:
         """``_user_scores`` of each user in ``rows``, a row each; subclasses score them at once."""
@@ -333,6 +348,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         state: dict[str, Any] = dict(super().__getstate__())
         state.pop("_user_rows_cache", None)
         state.pop("_digest_cache", None)
+        state.pop("_similarity_cache", None)
         return state
 
     def components(self) -> dict[str, str]:

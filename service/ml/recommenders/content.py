@@ -17,12 +17,18 @@ from sklearn.preprocessing import MultiLabelBinarizer, normalize
 
 from service.ml.datasets import Dataset
 from service.ml.recommenders.base import SHORTLIST, FloatArray, IntArray, Recommender
+from service.ml.recommenders.shortlists import block_size, for_each_block
 
-__all__ = ["DENSE_PAIRWISE_LIMIT", "ContentBased"]
+__all__ = ["DENSE_PAIRWISE_LIMIT", "SIMILARITY_TABLE_BYTES", "ContentBased", "pairwise_in"]
 
 #: Multiply-adds (stored entries x items) up to which ``pairwise`` uses a dense block: about
 #: 0.3 ms of work, what scipy's sparse product costs in per-call overhead alone.
 DENSE_PAIRWISE_LIMIT = 1_000_000
+
+#: The largest every-item-to-every-item table ``similarity_table`` builds (float32 n x n): up to
+#: 23,170 items. The fit-time ranking reads MMR candidates' similarities from it instead of
+#: multiplying their vectors for every user; past it each user's are computed on their own.
+SIMILARITY_TABLE_BYTES = 2 << 30
 
 
 class ContentBased(Recommender):
@@ -138,6 +144,10 @@ class ContentBased(Recommender):
         return self._profile_scores(*self.user_ratings(user))
 
     def _block_item_scores(self, items: IntArray) -> npt.NDArray[np.float64]:
+        return np.ascontiguousarray(self._block_similarities(items), dtype=np.float64)
+
+    def _block_similarities(self, items: IntArray) -> npt.NDArray[np.float32]:
+        """Each item's ``_item_scores`` in float32 (before the cast), a row each."""
         # The items' dense rows as columns, in float32 as ``_item_scores`` multiplies them.
         vectors = self.item_vectors_
         rows = np.zeros((vectors.shape[1], len(items)), dtype=vectors.dtype)
@@ -145,7 +155,29 @@ class ContentBased(Recommender):
         rows[vectors.indices[positions], np.repeat(np.arange(len(items)), lengths)] = vectors.data[
             positions
         ]
-        return np.ascontiguousarray((vectors @ rows).T, dtype=np.float64)
+        similarities: npt.NDArray[np.float32] = (vectors @ rows).T
+        return similarities
+
+    def similarity_table(self) -> npt.NDArray[np.float32] | None:
+        """Every item's similarity to every item (row ``k``: ``_item_scores(k)`` in float32).
+
+        None when it would take more than ``SIMILARITY_TABLE_BYTES``. Entry ``[k, i]`` is the
+        sum ``pairwise`` computes for row ``i`` and column ``k``, so :func:`pairwise_in` reads
+        the same bits as ``pairwise`` out of it.
+        """
+        n = len(self.catalogue_)
+        if n * n * 4 > SIMILARITY_TABLE_BYTES:
+            return None
+        table = np.empty((n, n), dtype=np.float32)
+        step = block_size(max(n, self.item_vectors_.shape[1]), n)
+
+        def fill(start: int) -> None:
+            table[start : start + step] = self._block_similarities(
+                np.arange(start, min(n, start + step), dtype=np.intp)
+            )
+
+        for_each_block(fill, range(0, n, step))
+        return table
 
     def _scores_at(self, user: int, items: IntArray) -> FloatArray:
         # csr_matvec sums each row in stored order whether it multiplies the whole matrix or
@@ -205,6 +237,15 @@ class ContentBased(Recommender):
         row = np.zeros(vectors.shape[1], dtype=vectors.dtype)
         row[vectors.indices[start:end]] = vectors.data[start:end]
         return row
+
+
+def pairwise_in(table: npt.NDArray[np.float32], items: IntArray) -> FloatArray:
+    """``pairwise(items)`` read from a ``similarity_table``: the same bits, without products."""
+    # pairwise's [a, b] sums row a's stored entries against item b: the table's [b, a]. One
+    # flat take: the gathers are cache misses across the table, and np.ix_ indexing costs twice.
+    items = np.asarray(items, dtype=np.int64)
+    flat = items[np.newaxis, :] * table.shape[1] + items[:, np.newaxis]
+    return np.asarray(np.take(table.reshape(-1), flat), dtype=np.float64)
 
 
 def _row_entries(matrix: sp.csr_matrix, rows: IntArray) -> tuple[IntArray, IntArray]:

@@ -3,6 +3,9 @@
 Sub-models fitted with ``rank=False`` (the model set's) are ranked in the hybrid's own passes:
 each user's (and item's) content and collaborative scores are computed once for the three
 models, each model ranks them as its own pass would, and MMR runs for a block of users at once.
+The content model's item-to-item similarities, where they fit in memory, are computed once for
+both passes: MMR reads each user's candidates' similarities from them, and the item pass its
+content neighbours.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from service.ml.recommenders.base import FloatArray, IntArray, Recommender, learned_digest
 from service.ml.recommenders.blend import rescale, span
+from service.ml.recommenders.content import pairwise_in
 from service.ml.recommenders.mmr import mmr_rows
-from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k
+from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k_rows
 
 if TYPE_CHECKING:
+    from service.ml.recommenders.content import ContentBased
     from service.ml.recommenders.hybrid import Hybrid
 
 __all__ = ["rank_items", "rank_users", "sub_models_digest"]
@@ -32,6 +38,8 @@ def rank_users(hybrid: Hybrid) -> None:
             model._build_neighbours()
         return
     hybrid.spans_ = np.zeros((len(hybrid.user_ids_), 2, 2))
+    if hybrid.mmr_lambda < 1.0:
+        _similarities(hybrid._parts()[0])  # built once, before the blocks' threads read it
     lengths = [length, *(min(m._shortlist_length(), len(hybrid.catalogue_)) for m in pending)]
     (hybrid.shortlist_, hybrid.shortlist_scores_), *rest = rank_in_blocks(
         len(hybrid.user_ids_),
@@ -48,23 +56,22 @@ def _joint_block(
 ) -> Iterator[tuple[RankedRow, ...]]:
     content, collaborative = hybrid._parts()
     assert hybrid.spans_ is not None
-    blocks = zip(content._block_scores(rows), collaborative._block_scores(rows), strict=True)
-    blended, candidates, others = [], [], []
-    for row, (c, f) in zip(rows, blocks, strict=True):
-        seen = hybrid.seen(row)
+    c_block, f_block = content._block_scores(rows), collaborative._block_scores(rows)
+    seen = [hybrid.seen(row) for row in rows]
+    blended = np.empty_like(c_block)
+    for k, (row, c, f) in enumerate(zip(rows, c_block, f_block, strict=True)):
         hybrid.spans_[row] = (span(c, hybrid.normalization), span(f, hybrid.normalization))
-        scores = hybrid._blend(c, f, hybrid.weights_)
-        blended.append(scores)
-        candidates.append(top_k(scores, max(length, hybrid.n_candidates), seen))
-        others.append(
-            [
-                model._ranked_row(c if model is content else f, model._shortlist_length(), seen)
-                for model in pending
-            ]
+        blended[k] = hybrid._blend(c, f, hybrid.weights_)
+    candidates = top_k_rows(blended, max(length, hybrid.n_candidates), seen)
+    others = [
+        model._ranked_rows(
+            c_block if model is content else f_block, model._shortlist_length(), seen
         )
-    orders = _mmr_orders(hybrid, blended, candidates, length)
-    for scores, order, ranked in zip(blended, orders, others, strict=True):
-        yield ((order, scores[order]), *ranked)
+        for model in pending
+    ]
+    orders = _mmr_orders(hybrid, list(blended), candidates, length)
+    for k, (scores, order) in enumerate(zip(blended, orders, strict=True)):
+        yield ((order, scores[order]), *(ranked[k] for ranked in others))
 
 
 def _mmr_orders(
@@ -81,14 +88,34 @@ def _mmr_orders(
     orders = list(candidates)
     full = [i for i, order in enumerate(candidates) if order.size == hybrid.n_candidates]
     if full:
+        content = hybrid._parts()[0]
+        table = _similarities(content)
         relevance = np.stack([rescale(blended[i][candidates[i]], "minmax") for i in full])
-        similarity = np.stack([hybrid._parts()[0].pairwise(candidates[i]) for i in full])
+        similarity = np.stack(
+            [
+                content.pairwise(candidates[i])
+                if table is None
+                else pairwise_in(table, candidates[i])
+                for i in full
+            ]
+        )
         for i, picks in zip(full, mmr_rows(relevance, similarity, lam), strict=True):
             orders[i] = candidates[i][picks[:length]]
     for i, order in enumerate(candidates):
         if order.size != hybrid.n_candidates:
             orders[i] = order[hybrid._mmr_picks(order, blended[i][order], length, lam)]
     return orders
+
+
+def _similarities(content: ContentBased) -> npt.NDArray[np.float32] | None:
+    """The content model's ``similarity_table``, built on first use and kept for the item pass.
+
+    ``rank_items`` drops it; ``ContentBased.__getstate__`` never pickles it.
+    """
+    if "_similarity_cache" not in content.__dict__:
+        content.__dict__["_similarity_cache"] = content.similarity_table()
+    table: npt.NDArray[np.float32] | None = content.__dict__["_similarity_cache"]
+    return table
 
 
 def _unranked(hybrid: Hybrid, table: str) -> list[Recommender]:
@@ -106,6 +133,8 @@ def rank_items(hybrid: Hybrid) -> None:
     length = hybrid._neighbours_length()
     pending = _unranked(hybrid, "neighbours_")
     if length > 0:
+        _similarities(content)  # built once, before the blocks' threads read it
+        collaborative._unit_item_factors()
         lengths = [length, *(m._neighbours_length() for m in pending)]
         (hybrid.neighbours_, hybrid.neighbour_scores_), *rest = rank_in_blocks(
             len(hybrid.catalogue_),
@@ -115,6 +144,7 @@ def rank_items(hybrid: Hybrid) -> None:
         )
         for model, (table, values) in zip(pending, rest, strict=True):
             model.neighbours_, model.neighbour_scores_ = table, values
+    content.__dict__.pop("_similarity_cache", None)
     for model in (content, collaborative):
         model.__dict__.pop("_digest_cache", None)  # its learned arrays may have just grown
     if hybrid.shortlist_ is not None:
@@ -125,7 +155,12 @@ def _neighbour_block(
     hybrid: Hybrid, items: IntArray, lengths: Sequence[int], pending: Sequence[Recommender]
 ) -> Iterator[tuple[RankedRow, ...]]:
     content, collaborative = hybrid._parts()
-    c_block = content._block_item_scores(items)
+    table = _similarities(content)
+    c_block = (
+        content._block_item_scores(items)
+        if table is None
+        else np.asarray(table[items], dtype=np.float64)
+    )
     f_block = collaborative._block_item_scores(items)
     for item, c, f in zip(items, c_block, f_block, strict=True):
         ranked = [nearest(hybrid._blend(c, f, hybrid.weights_), int(item), lengths[0])]

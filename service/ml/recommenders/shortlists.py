@@ -8,13 +8,26 @@ order, so a shortlisted answer lists what scoring the whole catalogue at the req
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOCK_CELLS", "RankedRow", "Table", "block_size", "nearest", "rank_in_blocks", "top_k"]
+__all__ = [
+    "BLOCK_CELLS",
+    "RankedRow",
+    "Table",
+    "block_size",
+    "for_each_block",
+    "nearest",
+    "rank_in_blocks",
+    "ranking_threads",
+    "top_k",
+    "top_k_rows",
+]
 
 #: Scores held per block (float64 cells: 32 MB); a block of a 20k-item catalogue is 209 rows.
 BLOCK_CELLS = 1 << 22
@@ -51,6 +64,46 @@ def top_k(
     return candidates[order].astype(np.intp)
 
 
+def top_k_rows(
+    scores: npt.NDArray[np.float64], n: int, excludes: Sequence[npt.NDArray[np.intp]]
+) -> list[npt.NDArray[np.intp]]:
+    """``top_k`` of each row of ``scores``, excluding ``excludes[row]``: the same positions.
+
+    One partition and one sort over the whole block instead of a call per row. A row whose
+    ``n``-th score is tied beyond the partition's pick, or with fewer than ``n`` scores left,
+    goes through ``top_k`` itself, which settles those cases by position.
+    """
+    rows, m = scores.shape
+    if rows == 0 or n <= 0 or n >= m:
+        return [top_k(row, n, exclude) for row, exclude in zip(scores, excludes, strict=True)]
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    lengths = np.fromiter((e.size for e in excludes), dtype=np.intp, count=rows)
+    if lengths.any():
+        scores[np.repeat(np.arange(rows), lengths), np.concatenate(excludes)] = -np.inf
+    scores[np.isnan(scores)] = -np.inf
+    picked = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    values = np.take_along_axis(scores, picked, axis=1)
+    threshold = values.min(axis=1, keepdims=True)
+    finite = np.asarray(np.isfinite(values).all(axis=1))
+    # Settled: every score tied with the lowest picked one was picked too.
+    settled = finite & (
+        np.count_nonzero(scores == threshold, axis=1)
+        == np.count_nonzero(values == threshold, axis=1)
+    )
+    order = np.lexsort((picked, -values), axis=1)
+    best = list(np.take_along_axis(picked, order, axis=1).astype(np.intp))
+    for row in np.flatnonzero(~settled):
+        if not finite[row]:  # fewer than n scores left
+            best[row] = top_k(scores[row], n)
+            continue
+        # top_k's own tie rule: the picks above the tie, then the first tied positions.
+        line, low = scores[row], threshold[row, 0]
+        above = picked[row][values[row] > low]
+        chosen = np.concatenate([above, np.flatnonzero(line == low)[: n - above.size]])
+        best[row] = chosen[np.lexsort((chosen, -line[chosen]))].astype(np.intp)
+    return best
+
+
 def nearest(scores: npt.NDArray[np.float64], item: int, length: int) -> RankedRow:
     """The ``length`` best of ``scores`` but ``item`` itself, and their scores."""
     order = top_k(scores, length, np.array([item], dtype=np.intp))
@@ -76,10 +129,36 @@ def rank_in_blocks(
         for length in lengths
     ]
     step = block_size(n_items, rows)
-    for start in range(0, rows, step):
+
+    def fill(start: int) -> None:
         block = np.arange(start, min(rows, start + step), dtype=np.intp)
         for row, ranked in zip(block, rank_block(block), strict=True):
             for (table, values), (order, scores) in zip(tables, ranked, strict=True):
                 table[row, : order.size] = order
                 values[row, : order.size] = scores
+
+    for_each_block(fill, range(0, rows, step))
     return tables
+
+
+def for_each_block(fill: Callable[[int], None], starts: Sequence[int]) -> None:
+    """``fill(start)`` for every block, on ``ranking_threads()`` threads.
+
+    Each block must write only its own rows. numpy's and scipy's kernels release the GIL while
+    they run, so the blocks' products and selections overlap; the results do not depend on how
+    many threads ran them.
+    """
+    threads = min(ranking_threads(), len(starts))
+    if threads < 2:
+        for start in starts:
+            fill(start)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="ranking") as pool:
+        for _ in pool.map(fill, starts):
+            pass  # re-raises a block's error here
+
+
+def ranking_threads() -> int:
+    """Threads the fit-time ranking runs on: one per core this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1

@@ -1,0 +1,120 @@
+"""The fit-time ranking's shortcuts (block selection, the similarity table, threads) rank exactly
+what the per-user definitions rank."""
+
+from __future__ import annotations
+
+import threading
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from service.ml.datasets import Dataset, load_dataset
+from service.ml.model_set import fit_model_set
+from service.ml.recommenders import ContentBased, shortlists
+from service.ml.recommenders import content as content_module
+from service.ml.recommenders.shortlists import top_k, top_k_rows
+from service.sample_data import SAMPLE_DATA_DIR
+
+TABLES = ("shortlist_", "shortlist_scores_", "neighbours_", "neighbour_scores_")
+
+
+@pytest.fixture(scope="module")
+def demo() -> Dataset:
+    return load_dataset(SAMPLE_DATA_DIR)
+
+
+def ranked_tables(dataset: Dataset) -> dict[tuple[str, str], np.ndarray]:
+    models = fit_model_set(dataset, hybrid_weight=0.6).models
+    tables = {
+        (name, table): getattr(model, table) for name, model in models.items() for table in TABLES
+    }
+    tables[("hybrid", "spans_")] = models["hybrid"].spans_
+    return tables
+
+
+def assert_same_tables(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for key, table in expected.items():
+        assert table is not None, key
+        assert got[key].dtype == table.dtype, key
+        assert np.array_equal(got[key], table), key
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_selecting_for_a_block_picks_what_top_k_picks_for_each_row(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows, m, n = 40, 300, 25
+    # Scores rounded to one decimal: ties at the n-th score in most rows, across the partition.
+    scores = np.round(rng.random((rows, m)), 1)
+    scores[3, 10:20] = np.nan
+    scores[5] = 0.0  # every score tied
+    excludes = [
+        rng.choice(m, size, replace=False).astype(np.intp) for size in rng.integers(0, 40, rows)
+    ]
+    excludes[7] = np.arange(m - 10, dtype=np.intp)  # fewer than n left
+    excludes[8] = np.empty(0, dtype=np.intp)
+    got = top_k_rows(scores, n, excludes)
+    expected = [top_k(row, n, exclude) for row, exclude in zip(scores, excludes, strict=True)]
+    assert len(got) == rows
+    for row, (g, e) in enumerate(zip(got, expected, strict=True)):
+        assert g.dtype == e.dtype and np.array_equal(g, e), row
+    assert got[7].size == 10
+    # The block's scores are left as they were.
+    assert np.isnan(scores[3, 10])
+
+
+def test_selecting_more_than_a_row_holds_gives_every_row_whole() -> None:
+    scores = np.arange(12, dtype=np.float64).reshape(3, 4)
+    got = top_k_rows(scores, 10, [np.array([0], dtype=np.intp)] * 3)
+    assert [list(order) for order in got] == [[3, 2, 1]] * 3
+
+
+def test_the_similarity_table_holds_what_pairwise_and_similar_items_compute(demo: Dataset) -> None:
+    content = ContentBased().fit(demo)
+    table = content.similarity_table()
+    assert table is not None and table.shape == (len(content.catalogue_),) * 2
+    rng = np.random.default_rng(0)
+    for size in (1, 5, 30, len(content.catalogue_)):
+        items = rng.choice(len(content.catalogue_), size, replace=False).astype(np.intp)
+        got, expected = content_module.pairwise_in(table, items), content.pairwise(items)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), size
+    for item in (0, 17):
+        assert np.array_equal(table[item].astype(np.float64), content._item_scores(item))
+
+
+def test_a_catalogue_too_large_for_the_table_ranks_the_same(
+    demo: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = ranked_tables(demo)
+    monkeypatch.setattr(content_module, "SIMILARITY_TABLE_BYTES", 0)
+    assert ContentBased().fit(demo, rank=False).similarity_table() is None
+    assert_same_tables(ranked_tables(demo), expected)
+
+
+def test_ranking_on_two_threads_gives_what_one_thread_gives(
+    demo: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of 7 users (and items), so that the 300 users and 62 items make many blocks.
+    monkeypatch.setattr(shortlists, "BLOCK_CELLS", 7 * len(demo.items))
+    monkeypatch.setattr(shortlists, "ranking_threads", lambda: 1)
+    expected = ranked_tables(demo)
+    seen_threads: set[str] = set()
+    block_scores = ContentBased._block_scores
+
+    def recording(self: ContentBased, rows: np.ndarray) -> np.ndarray:
+        seen_threads.add(threading.current_thread().name)
+        return block_scores(self, rows)
+
+    monkeypatch.setattr(ContentBased, "_block_scores", recording)
+    monkeypatch.setattr(shortlists, "ranking_threads", lambda: 2)
+    assert_same_tables(ranked_tables(demo), expected)
+    assert len(seen_threads) == 2 and all(name.startswith("ranking") for name in seen_threads)
+
+
+def test_the_similarity_table_does_not_outlive_the_fit(demo: Dataset) -> None:
+    models = fit_model_set(demo, hybrid_weight=0.6).models
+    content = models["content_based"]
+    assert "_similarity_cache" not in vars(content)
+    content.__dict__["_similarity_cache"] = content.similarity_table()
+    assert "_similarity_cache" not in vars(cloudpickle.loads(cloudpickle.dumps(content)))
