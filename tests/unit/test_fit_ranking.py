@@ -118,3 +118,17 @@ def test_the_similarity_table_does_not_outlive_the_fit(demo: Dataset) -> None:
     assert "_similarity_cache" not in vars(content)
     content.__dict__["_similarity_cache"] = content.similarity_table()
     assert "_similarity_cache" not in vars(cloudpickle.loads(cloudpickle.dumps(content)))
+
+
+def test_content_scores_a_block_of_users_in_one_product_as_it_scores_each(
+    demo: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = ranked_tables(demo)
+    content = ContentBased().fit(demo, rank=False)
+    rows = np.arange(len(content.user_ids_), dtype=np.intp)
+    one_by_one = np.stack([content._user_scores(int(row)) for row in rows])
+    # Every catalogue then counts as past the cache, and 64 users share each product.
+    monkeypatch.setattr(content_module, "BLOCK_PRODUCT_ENTRIES", 0)
+    block = content._block_scores(rows)
+    assert block.dtype == one_by_one.dtype and np.array_equal(block, one_by_one)
+    assert_same_tables(ranked_tables(demo), expected)

@@ -20,7 +20,7 @@ from service.ml.recommenders.base import FloatArray, IntArray, Recommender, lear
 from service.ml.recommenders.blend import rescale, span
 from service.ml.recommenders.content import pairwise_in
 from service.ml.recommenders.mmr import mmr_rows
-from service.ml.recommenders.shortlists import RankedRow, nearest, rank_in_blocks, top_k_rows
+from service.ml.recommenders.shortlists import RankedRow, rank_in_blocks, top_k_rows
 
 if TYPE_CHECKING:
     from service.ml.recommenders.content import ContentBased
@@ -162,11 +162,27 @@ def _neighbour_block(
         else np.asarray(table[items], dtype=np.float64)
     )
     f_block = collaborative._block_item_scores(items)
-    for item, c, f in zip(items, c_block, f_block, strict=True):
-        ranked = [nearest(hybrid._blend(c, f, hybrid.weights_), int(item), lengths[0])]
-        for model, length in zip(pending, lengths[1:], strict=True):
-            ranked.append(nearest(c if model is content else f, int(item), length))
-        yield tuple(ranked)
+    blended = np.empty_like(c_block)
+    for k, (c, f) in enumerate(zip(c_block, f_block, strict=True)):
+        blended[k] = hybrid._blend(c, f, hybrid.weights_)
+    themselves = [np.array([item], dtype=np.intp) for item in items]
+    tables = [
+        _nearest_rows(scores, length, themselves)
+        for scores, length in zip(
+            [blended, *(c_block if model is content else f_block for model in pending)],
+            lengths,
+            strict=True,
+        )
+    ]
+    yield from zip(*tables, strict=True)
+
+
+def _nearest_rows(
+    scores: npt.NDArray[np.float64], length: int, themselves: Sequence[IntArray]
+) -> list[RankedRow]:
+    """``nearest`` for each row (each item's scores but its own), one selection for the block."""
+    orders = top_k_rows(scores, length, themselves)
+    return [(order, row[order]) for order, row in zip(orders, scores, strict=True)]
 
 
 def sub_models_digest(content: Recommender, collaborative: Recommender) -> str:

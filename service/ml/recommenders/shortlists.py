@@ -81,7 +81,8 @@ def top_k_rows(
     if lengths.any():
         scores[np.repeat(np.arange(rows), lengths), np.concatenate(excludes)] = -np.inf
     scores[np.isnan(scores)] = -np.inf
-    picked = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    # The n largest without negating the block (ties at the cut are settled below).
+    picked = np.argpartition(scores, m - n, axis=1)[:, m - n :]
     values = np.take_along_axis(scores, picked, axis=1)
     threshold = values.min(axis=1, keepdims=True)
     finite = np.asarray(np.isfinite(values).all(axis=1))
