@@ -3,6 +3,8 @@ what the per-user definitions rank."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 
 import cloudpickle
@@ -132,3 +134,31 @@ def test_content_scores_a_block_of_users_in_one_product_as_it_scores_each(
     block = content._block_scores(rows)
     assert block.dtype == one_by_one.dtype and np.array_equal(block, one_by_one)
     assert_same_tables(ranked_tables(demo), expected)
+
+
+def _ranking_thread_priorities() -> list[tuple[int, int]]:
+    """In a fresh process: lower the priority as a training worker does, then rank on threads."""
+    from service.serving import trainer
+
+    trainer._lower_priority()
+    shortlists.ranking_threads = lambda: 2  # type: ignore[assignment]
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def fill(start: int) -> None:
+        with lock:
+            tid = threading.get_native_id()
+            seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, tid)))
+
+    shortlists.for_each_block(fill, range(8))
+    return seen
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_a_training_workers_ranking_threads_keep_its_lower_priority() -> None:
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        seen = pool.apply(_ranking_thread_priorities)
+    assert len(seen) == 8
+    assert {policy for policy, _ in seen} == {os.SCHED_IDLE}
+    assert {nice for _, nice in seen} == {min(base + 10, 19)}
