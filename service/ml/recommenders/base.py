@@ -29,10 +29,9 @@ from service.ml.datasets import Dataset
 from service.ml.recommenders.catalogue import Catalogue
 from service.ml.recommenders.shortlists import (
     RankedRow,
-    nearest,
     rank_in_blocks,
+    ranked_rows,
     top_k,
-    top_k_rows,
 )
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "UnknownItemError",
     "is_fitted",
     "learned_digest",
-    "nearest",
     "top_k",
 ]
 
@@ -209,8 +207,12 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
                 len(self.catalogue_),
                 [length],
                 lambda items: (
-                    (nearest(scores, item, length),)
-                    for item, scores in zip(items, self._block_item_scores(items), strict=True)
+                    (ranked,)
+                    for ranked in ranked_rows(
+                        self._block_item_scores(items),
+                        length,
+                        [items[k : k + 1] for k in range(len(items))],
+                    )
                 ),
             )
 
@@ -232,8 +234,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
         is plain ``top_k``."""
         if type(self)._rank is not Recommender._rank:
             return [self._ranked_row(row, length, s) for row, s in zip(scores, seen, strict=True)]
-        orders = top_k_rows(scores, length, seen)
-        return [(order, row[order]) for order, row in zip(orders, scores, strict=True)]
+        return ranked_rows(scores, length, seen)
 
     def _block_scores(self, rows: IntArray) -> npt.NDArray[np.float64]:
         """``_user_scores`` of each user in ``rows``, a row each; subclasses score them at once."""

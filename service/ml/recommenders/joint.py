@@ -20,7 +20,7 @@ from service.ml.recommenders.base import FloatArray, IntArray, Recommender, lear
 from service.ml.recommenders.blend import rescale, span
 from service.ml.recommenders.content import pairwise_in
 from service.ml.recommenders.mmr import mmr_rows
-from service.ml.recommenders.shortlists import RankedRow, rank_in_blocks, top_k_rows
+from service.ml.recommenders.shortlists import RankedRow, rank_in_blocks, ranked_rows, top_k_rows
 
 if TYPE_CHECKING:
     from service.ml.recommenders.content import ContentBased
@@ -167,7 +167,7 @@ def _neighbour_block(
         blended[k] = hybrid._blend(c, f, hybrid.weights_)
     themselves = [np.array([item], dtype=np.intp) for item in items]
     tables = [
-        _nearest_rows(scores, length, themselves)
+        ranked_rows(scores, length, themselves)
         for scores, length in zip(
             [blended, *(c_block if model is content else f_block for model in pending)],
             lengths,
@@ -175,14 +175,6 @@ def _neighbour_block(
         )
     ]
     yield from zip(*tables, strict=True)
-
-
-def _nearest_rows(
-    scores: npt.NDArray[np.float64], length: int, themselves: Sequence[IntArray]
-) -> list[RankedRow]:
-    """``nearest`` for each row (each item's scores but its own), one selection for the block."""
-    orders = top_k_rows(scores, length, themselves)
-    return [(order, row[order]) for order, row in zip(orders, scores, strict=True)]
 
 
 def sub_models_digest(content: Recommender, collaborative: Recommender) -> str:

@@ -22,8 +22,8 @@ __all__ = [
     "Table",
     "block_size",
     "for_each_block",
-    "nearest",
     "rank_in_blocks",
+    "ranked_rows",
     "ranking_threads",
     "top_k",
     "top_k_rows",
@@ -105,10 +105,12 @@ def top_k_rows(
     return best
 
 
-def nearest(scores: npt.NDArray[np.float64], item: int, length: int) -> RankedRow:
-    """The ``length`` best of ``scores`` but ``item`` itself, and their scores."""
-    order = top_k(scores, length, np.array([item], dtype=np.intp))
-    return order, scores[order]
+def ranked_rows(
+    scores: npt.NDArray[np.float64], n: int, excludes: Sequence[npt.NDArray[np.intp]]
+) -> list[RankedRow]:
+    """Each row's ``top_k_rows`` positions and their scores."""
+    orders = top_k_rows(scores, n, excludes)
+    return [(order, row[order]) for order, row in zip(orders, scores, strict=True)]
 
 
 def block_size(n_items: int, rows: int) -> int:
