@@ -29,6 +29,7 @@ from service.ml.datasets import Dataset
 from service.ml.recommenders.catalogue import Catalogue
 from service.ml.recommenders.shortlists import (
     RankedRow,
+    nearest_rows,
     rank_in_blocks,
     ranked_rows,
     top_k,
@@ -208,11 +209,7 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
                 [length],
                 lambda items: (
                     (ranked,)
-                    for ranked in ranked_rows(
-                        self._block_item_scores(items),
-                        length,
-                        [items[k : k + 1] for k in range(len(items))],
-                    )
+                    for ranked in nearest_rows(self._block_item_scores(items), items, length)
                 ),
             )
 

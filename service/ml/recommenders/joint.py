@@ -20,7 +20,7 @@ from service.ml.recommenders.base import FloatArray, IntArray, Recommender, lear
 from service.ml.recommenders.blend import rescale, span
 from service.ml.recommenders.content import pairwise_in
 from service.ml.recommenders.mmr import mmr_rows
-from service.ml.recommenders.shortlists import RankedRow, rank_in_blocks, ranked_rows, top_k_rows
+from service.ml.recommenders.shortlists import RankedRow, nearest_rows, rank_in_blocks, top_k_rows
 
 if TYPE_CHECKING:
     from service.ml.recommenders.content import ContentBased
@@ -58,10 +58,9 @@ def _joint_block(
     assert hybrid.spans_ is not None
     c_block, f_block = content._block_scores(rows), collaborative._block_scores(rows)
     seen = [hybrid.seen(row) for row in rows]
-    blended = np.empty_like(c_block)
-    for k, (row, c, f) in enumerate(zip(rows, c_block, f_block, strict=True)):
+    for row, c, f in zip(rows, c_block, f_block, strict=True):
         hybrid.spans_[row] = (span(c, hybrid.normalization), span(f, hybrid.normalization))
-        blended[k] = hybrid._blend(c, f, hybrid.weights_)
+    blended = _blend_rows(hybrid, c_block, f_block)
     candidates = top_k_rows(blended, max(length, hybrid.n_candidates), seen)
     others = [
         model._ranked_rows(
@@ -110,7 +109,7 @@ def _mmr_orders(
 def _similarities(content: ContentBased) -> npt.NDArray[np.float32] | None:
     """The content model's ``similarity_table``, built on first use and kept for the item pass.
 
-    ``rank_items`` drops it; ``ContentBased.__getstate__`` never pickles it.
+    ``rank_items`` drops it; ``Recommender.__getstate__`` never pickles it.
     """
     if "_similarity_cache" not in content.__dict__:
         content.__dict__["_similarity_cache"] = content.similarity_table()
@@ -162,19 +161,28 @@ def _neighbour_block(
         else np.asarray(table[items], dtype=np.float64)
     )
     f_block = collaborative._block_item_scores(items)
-    blended = np.empty_like(c_block)
-    for k, (c, f) in enumerate(zip(c_block, f_block, strict=True)):
-        blended[k] = hybrid._blend(c, f, hybrid.weights_)
-    themselves = [np.array([item], dtype=np.intp) for item in items]
     tables = [
-        ranked_rows(scores, length, themselves)
+        nearest_rows(scores, items, length)
         for scores, length in zip(
-            [blended, *(c_block if model is content else f_block for model in pending)],
+            [
+                _blend_rows(hybrid, c_block, f_block),
+                *(c_block if model is content else f_block for model in pending),
+            ],
             lengths,
             strict=True,
         )
     ]
     yield from zip(*tables, strict=True)
+
+
+def _blend_rows(
+    hybrid: Hybrid, c_block: npt.NDArray[np.float64], f_block: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``_blend`` row by row (a 2-D mean or std could sum in another order than a row's)."""
+    blended = np.empty_like(c_block)
+    for k, (c, f) in enumerate(zip(c_block, f_block, strict=True)):
+        blended[k] = hybrid._blend(c, f, hybrid.weights_)
+    return blended
 
 
 def sub_models_digest(content: Recommender, collaborative: Recommender) -> str:

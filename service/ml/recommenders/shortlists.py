@@ -22,6 +22,7 @@ __all__ = [
     "Table",
     "block_size",
     "for_each_block",
+    "nearest_rows",
     "rank_in_blocks",
     "ranked_rows",
     "ranking_threads",
@@ -70,8 +71,8 @@ def top_k_rows(
     """``top_k`` of each row of ``scores``, excluding ``excludes[row]``: the same positions.
 
     One partition and one sort over the whole block instead of a call per row. A row whose
-    ``n``-th score is tied beyond the partition's pick, or with fewer than ``n`` scores left,
-    goes through ``top_k`` itself, which settles those cases by position.
+    ``n``-th score is tied beyond the partition's pick is settled by ``top_k``'s rule (the
+    first tied positions); one with fewer than ``n`` scores left goes through ``top_k``.
     """
     rows, m = scores.shape
     if rows == 0 or n <= 0 or n >= m:
@@ -111,6 +112,13 @@ def ranked_rows(
     """Each row's ``top_k_rows`` positions and their scores."""
     orders = top_k_rows(scores, n, excludes)
     return [(order, row[order]) for order, row in zip(orders, scores, strict=True)]
+
+
+def nearest_rows(
+    scores: npt.NDArray[np.float64], items: npt.NDArray[np.intp], n: int
+) -> list[RankedRow]:
+    """``ranked_rows`` of each item's scores (a row each) but the item itself."""
+    return ranked_rows(scores, n, [items[k : k + 1] for k in range(len(items))])
 
 
 def block_size(n_items: int, rows: int) -> int:
