@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from service.ml.model_set import HybridWeight
     from service.ml.recommenders import Recommender
 
 GB = 1e9
@@ -105,7 +106,7 @@ def make_data(size: tuple[int, int, int], seed: int, data_dir: str) -> dict[str,
     }
 
 
-def train(data_dir: str, store_dir: str) -> dict[str, Any]:
+def train(data_dir: str, store_dir: str, weight: HybridWeight = "auto") -> dict[str, Any]:
     """Read the CSV files and train the three models as a training worker does; publish them.
 
     ``build_artifacts(path)`` is what the worker calls; reading first and passing the dataset
@@ -119,7 +120,7 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
     read = time.perf_counter() - start
     rss_read = peak_rss()
     start = time.perf_counter()
-    result = build_artifacts(dataset, hybrid_weight="auto")
+    result = build_artifacts(dataset, hybrid_weight=weight)
     build = time.perf_counter() - start
     rss_train = peak_rss()
     cpu = cpu_seconds()
@@ -141,10 +142,17 @@ def train(data_dir: str, store_dir: str) -> dict[str, Any]:
     }
 
 
-def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> dict[str, Any]:
+def train_spark(
+    data_dir: str,
+    store_dir: str,
+    master: str,
+    conf: list[str],
+    weight: HybridWeight = "auto",
+    rank: int | None = None,
+) -> dict[str, Any]:
     """The train step on Spark: read with Spark, fit ALS there, build the rest on the driver."""
     from service.ml import spark_engine
-    from service.ml.spark_engine import SparkSettings
+    from service.ml.spark_engine import AlsCollaborative, SparkSettings
     from service.serving.building import build_artifacts
 
     settings = SparkSettings(master, tuple((k, v) for k, _, v in (c.partition("=") for c in conf)))
@@ -156,15 +164,16 @@ def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> 
         read = time.perf_counter() - start
         rss_read = peak_rss()
         start = time.perf_counter()
-        fitted = spark_engine.fit_model_set(dataset, hybrid_weight="auto")
-        result = build_artifacts(dataset, hybrid_weight="auto", fitted=fitted)
+        template = AlsCollaborative() if rank is None else AlsCollaborative(rank=rank)
+        fitted = spark_engine.fit_model_set(dataset, collaborative=template, hybrid_weight=weight)
+        result = build_artifacts(dataset, hybrid_weight=weight, fitted=fitted)
         build = time.perf_counter() - start
         rss_train = peak_rss()
         jvm = jvm_peak_rss(spark)
         cpu = cpu_seconds() + jvm_cpu_seconds(spark)
     asyncio.run(_publish(store_dir, result.artifacts))
     return {
-        "engine": f"spark {master}",
+        "engine": f"spark {master}, ALS rank {template.rank}",
         "cpu_s": cpu,
         "users": dataset.n_users,
         "items": dataset.n_items,
@@ -182,7 +191,9 @@ def train_spark(data_dir: str, store_dir: str, master: str, conf: list[str]) -> 
     }
 
 
-def fit_spark_collaborative(data_dir: str, master: str, conf: list[str]) -> dict[str, Any]:
+def fit_spark_collaborative(
+    data_dir: str, master: str, conf: list[str], rank: int | None = None
+) -> dict[str, Any]:
     """Only the distributed part: Spark reads the ratings, ALS fits them (no shortlists)."""
     from service.ml import spark_engine
     from service.ml.spark_engine import AlsCollaborative, SparkSettings
@@ -193,7 +204,8 @@ def fit_spark_collaborative(data_dir: str, master: str, conf: list[str]) -> dict
         dataset = spark_engine.read_dataset(spark, data_dir)
         read = time.perf_counter() - start
         start = time.perf_counter()
-        AlsCollaborative(shortlist=0).fit(dataset)
+        als = AlsCollaborative(shortlist=0)
+        (als if rank is None else AlsCollaborative(shortlist=0, rank=rank)).fit(dataset)
         fit = time.perf_counter() - start
         return {
             "engine": f"spark {master}, ALS only",
@@ -437,6 +449,18 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _weight(text: str) -> HybridWeight:
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: write auto or a number from 0 to 1")
+    return value
+
+
 def _limit_memory(gigabytes: float) -> None:
     # RLIMIT_DATA covers the heap and anonymous mappings (numpy's large arrays): past it an
     # allocation raises MemoryError in this process instead of the kernel's OOM killer picking
@@ -463,6 +487,16 @@ def main() -> None:
     parser.add_argument(
         "--spark-conf", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
     )
+    parser.add_argument(
+        "--hybrid-weight",
+        type=_weight,
+        default="auto",
+        help="the hybrid's content weight: auto (the shipped search, two validation refits of "
+        "the collaborative model) or a number in [0, 1] (no refits)",
+    )
+    parser.add_argument(
+        "--als-rank", type=int, help="with --engine spark: ALS rank (default: the engine's)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("ROLE", "A", "B"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -471,11 +505,16 @@ def main() -> None:
         if role == "generate":
             figures = make_data(parse_size(first), args.seed, second)
         elif role == "train" and args.collaborative_only:
-            figures = fit_spark_collaborative(first, args.spark_master, args.spark_conf)
+            figures = fit_spark_collaborative(
+                first, args.spark_master, args.spark_conf, args.als_rank
+            )
         elif role == "train" and args.engine == "spark":
-            figures = train_spark(first, second, args.spark_master, args.spark_conf)
+            figures = train_spark(
+                first, second, args.spark_master, args.spark_conf, args.hybrid_weight,
+                args.als_rank,
+            )  # fmt: skip
         elif role == "train":
-            figures = train(first, second)
+            figures = train(first, second, args.hybrid_weight)
         else:
             figures = serve(first, args.seed, args.users, args.visitors)
         print(json.dumps(figures))
@@ -492,6 +531,8 @@ def main() -> None:
         engine = ["--engine", args.engine, "--spark-master", args.spark_master]
         engine += ["--collaborative-only"] if args.collaborative_only else []
         engine += [f"--spark-conf={c}" for c in args.spark_conf]
+        engine += ["--hybrid-weight", str(args.hybrid_weight)]
+        engine += ["--als-rank", str(args.als_rank)] if args.als_rank else []
         results.append(
             measure(size, args.seed, args.users, args.visitors, args.memory_limit_gb, engine)
         )
