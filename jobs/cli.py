@@ -20,10 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 from service.config import Config, ConfigError
-from storage import ArtifactStore, StorageError, StorageUnavailable, open_store
+from storage import ArtifactStore, StorageError, open_store
 
 __all__ = [
     "ExitCode",
@@ -37,7 +36,6 @@ __all__ = [
     "run_job",
     "setup_logging",
     "stop_on_signals",
-    "storage_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -143,24 +141,6 @@ def open_config_store(
     return open_store(url or config.storage, settings)
 
 
-def storage_failure(config: Config, e: Exception) -> str:
-    """Return the message of ``e`` for an operator, naming the variable behind the endpoint.
-
-    The storage layer says which endpoint did not answer but not where it was configured; when
-    an S3 store is unreachable, this adds the variable to check.
-
-    Parameters
-    ----------
-    config : Config
-        The job's configuration.
-    e : Exception
-        The failure to report.
-    """
-    if isinstance(e, StorageUnavailable) and urlsplit(config.storage).scheme == "s3":
-        return f"{e} (the endpoint URL is WISATA_S3_ENDPOINT)"
-    return str(e)
-
-
 @contextlib.contextmanager
 def stop_on_signals(stop: StopFlag, wake: asyncio.Event | None = None) -> Iterator[None]:
     """Turn SIGTERM and SIGINT into ``stop`` (and ``wake``) while the block runs.
@@ -214,7 +194,7 @@ def run_job(
     try:
         return asyncio.run(job(config, args))
     except StorageError as e:
-        error(f"storage: {storage_failure(config, e)}")
+        error(f"storage: {e}")
     except JobError as e:
         error(str(e))
     except KeyboardInterrupt:

@@ -32,7 +32,6 @@ from jobs.cli import (
     open_config_store,
     run_job,
     stop_on_signals,
-    storage_failure,
 )
 from jobs.retrain_engine import build_on, evaluate_on, load_on, setup_problem, training_engine
 from jobs.retrain_options import DEFAULT_MIN_NDCG_RATIO, Options, build_parser
@@ -330,7 +329,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             try:
                 return await retrain_once(config, options, stop)
             except (JobError, StorageError) as e:
-                logger.error("retrain failed: %s", storage_failure(config, e))
+                logger.error("retrain failed: %s", e)
             except Exception:
                 logger.exception("retrain failed unexpectedly; please report this with the log")
             return ExitCode.ERROR

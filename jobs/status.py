@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from jobs.cli import ExitCode, error, open_config_store, run_job, storage_failure
+from jobs.cli import ExitCode, error, open_config_store, run_job
 from service.config import Config
 from service.db import Database
 from service.db.bulk import count_since
@@ -165,7 +165,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     try:
         report = await collect(config)
     except StorageError as e:
-        message = f"cannot read the store: {storage_failure(config, e)}"
+        message = f"cannot read the store: {e}"
         if args.json:
             print(json.dumps({"ready": False, "error": message}, indent=2))
         error(message)

@@ -193,6 +193,7 @@ class Config(BaseSettings):
         """The artifact store's settings: endpoint, region, and bucket creation and versioning."""
         return StoreSettings(
             endpoint=self.s3_endpoint,
+            endpoint_source=f"{PREFIX}S3_ENDPOINT",
             region=self.s3_region,
             create_bucket=self.s3_create_bucket,
             versioning=self.s3_create_bucket,

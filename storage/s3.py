@@ -141,7 +141,9 @@ class S3Backend(ArtifactStore):
         return full_key[len(head) :] if full_key.startswith(head) else None
 
     def _where(self) -> str:
-        return f"bucket {self._bucket!r} at {self._endpoint or 'the AWS endpoint'}"
+        where = f"bucket {self._bucket!r} at {self._endpoint or 'the AWS endpoint'}"
+        source = self._settings.endpoint_source
+        return f"{where} (its endpoint is set by {source})" if source else where
 
     def _require_client(self) -> S3Client:
         if self._client is None:

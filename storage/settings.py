@@ -29,6 +29,9 @@ class StoreSettings:
         S3 endpoint URL, e.g. ``http://minio:9000``; None for AWS's own endpoint. Credentials
         never go here: they come from the standard AWS variables and chain. A trailing slash
         is removed.
+    endpoint_source : str, optional
+        Where the caller's operator sets the endpoint (a variable or option name); errors
+        that name the endpoint name it too, so that they say what to fix.
     region : str, optional
         S3 region; None lets the AWS chain decide (``AWS_DEFAULT_REGION`` ...).
     create_bucket, versioning : bool
@@ -52,6 +55,7 @@ class StoreSettings:
     """
 
     endpoint: str | None = None
+    endpoint_source: str | None = None
     region: str | None = None
     create_bucket: bool = False
     versioning: bool = False

@@ -253,8 +253,9 @@ async def test_ensure_ready_without_a_server_fails_within_the_connect_timeout(
     aws_credentials: dict[str, str],
 ) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    # With the default 5 s connect timeout.
-    store = open_store("s3://models/wisata", StoreSettings(endpoint=endpoint))
+    # With the default 5 s connect timeout; the endpoint named as the service's config names it.
+    settings = StoreSettings(endpoint=endpoint, endpoint_source="WISATA_S3_ENDPOINT")
+    store = open_store("s3://models/wisata", settings)
 
     async with store:
         started = time.monotonic()
@@ -265,6 +266,7 @@ async def test_ensure_ready_without_a_server_fails_within_the_connect_timeout(
     assert elapsed < 5.0 + 0.5
     assert endpoint in str(raised.value)
     assert "'models'" in str(raised.value)
+    assert "WISATA_S3_ENDPOINT" in str(raised.value)
     assert "check the endpoint URL" in str(raised.value)
 
 
