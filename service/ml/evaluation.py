@@ -63,6 +63,16 @@ class Scores:
     users: int
     seconds: float
 
+    def metrics(self) -> dict[str, float]:
+        """The metrics as artifacts record them (``ndcg_at_10``, ...)."""
+        return {
+            NDCG: self.ndcg,
+            f"precision_at_{K}": self.precision,
+            f"recall_at_{K}": self.recall,
+            "coverage": self.coverage,
+            "diversity": self.diversity,
+        }
+
 
 def evaluate_model(
     model: Recommender,
@@ -134,13 +144,7 @@ def holdout_metrics(
                 "the dataset is too small to judge the model",
                 name,
             )
-        metrics[name] = {
-            NDCG: scores.ndcg,
-            f"precision_at_{K}": scores.precision,
-            f"recall_at_{K}": scores.recall,
-            "coverage": scores.coverage,
-            "diversity": scores.diversity,
-        }
+        metrics[name] = scores.metrics()
     return metrics
 
 

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.decomposition import NMF
 
 from service.ml.datasets import Dataset
-from service.ml.evaluation import NDCG, K, evaluate_model
+from service.ml.evaluation import K, evaluate_model
 from service.ml.model_set import HybridWeight, ModelSet, ordered_models
 from service.ml.recommenders import (
     MODEL_NAMES,
@@ -250,13 +250,7 @@ def holdout_metrics(
     metrics: dict[str, dict[str, float]] = {}
     for name in wanted:
         scores = evaluate_model(fitted.models[name], relevant, fitted.content, K)
-        metrics[name] = {
-            NDCG: scores.ndcg,
-            f"precision_at_{K}": scores.precision,
-            f"recall_at_{K}": scores.recall,
-            "coverage": scores.coverage,
-            "diversity": scores.diversity,
-        }
+        metrics[name] = scores.metrics()
     return metrics
 
 
