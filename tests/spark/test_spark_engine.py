@@ -10,6 +10,7 @@ Spark starts.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import shutil
 import subprocess
@@ -145,6 +146,27 @@ async def test_a_spark_training_of_the_demo_data_is_hot_reloaded_and_served(
 
     # The same verification a deployment's health check runs: every artifact loads and checks.
     assert await asyncio.to_thread(run, status.main) == 0
+
+
+def test_the_spark_model_set_ranks_its_sub_models_in_the_hybrids_pass(spark: SparkSession) -> None:
+    # As fit_model_set does: one pass over the users ranks the three models' shortlists.
+    demo = load_dataset(SAMPLE_DATA_DIR)
+    template = spark_engine.AlsCollaborative(rank=8)
+    fitted = spark_engine.fit_model_set(demo, collaborative=template, hybrid_weight=0.6).models
+    collaborative = fitted["collaborative"]
+    assert type(collaborative) is Collaborative  # the standard model, holding the pass's tables
+    for name in ("content_based", "collaborative"):
+        model = fitted[name]
+        alone = copy.copy(model)  # the same learned state, ranked by its own pass
+        alone._build_shortlists()
+        alone._build_neighbours()
+        for table in ("shortlist_", "shortlist_scores_", "neighbours_", "neighbour_scores_"):
+            ranked, expected = getattr(model, table), getattr(alone, table)
+            assert ranked is not None and np.array_equal(ranked, expected), (name, table)
+    # The hybrid kept its own tables when it was attached to the standard collaborative model.
+    hybrid = fitted["hybrid"]
+    assert hybrid.collaborative_ is collaborative and hybrid.shortlist_ is not None
+    assert hybrid.neighbours_ is not None
 
 
 def synthetic(folder: Path, users: int = 300, items: int = 80, seed: int = 3) -> Path:

@@ -195,23 +195,26 @@ def fit_model_set(
     seconds: dict[str, float] = {}
     als: AlsCollaborative | None = None
     order = ordered_models(names)
+    # As in service.ml.model_set: sub-models fitted for a hybrid are ranked in its pass.
+    rank = Hybrid.name not in order
     for name in order:
         if before_each is not None:
             before_each(name)
         start = time.perf_counter()
         if name == ContentBased.name:
-            fitted[name] = ContentBased().fit(dataset)
+            fitted[name] = ContentBased().fit(dataset, rank=rank)
         elif name == Collaborative.name:
-            als = clone(template).fit(dataset)
+            als = clone(template).fit(dataset, rank=rank)
             fitted[name] = als.as_collaborative()
         else:
-            content, plain = fitted.get(ContentBased.name), fitted.get(Collaborative.name)
+            content = fitted.get(ContentBased.name)
             if not isinstance(content, ContentBased) or als is None:
                 raise RuntimeError("cannot build the hybrid: train it with its two sub-models")
             # Its "auto" weight search clones the ALS template, so those fits run on Spark too.
             hybrid = Hybrid(content=content, collaborative=als, content_weight=hybrid_weight)
             hybrid.fit(dataset)
-            assert isinstance(plain, Collaborative)
+            # The pass ranked the ALS model's shortlists too: the standard model takes them.
+            fitted[Collaborative.name] = plain = als.as_collaborative()
             hybrid.attach(content, plain)
             fitted[name] = hybrid
         seconds[name] = time.perf_counter() - start
