@@ -2,14 +2,16 @@
 
 Usage: python -m bench.scale [--sizes 10k:2k:200k 100k:20k:5M 200k:60k:20M] [--seed 0]
        [--users 2000] [--visitors 300] [--memory-limit-gb 20] [--json FILE]
-       [--engine sklearn|spark] [--spark-master local[2]] [--spark-conf KEY=VALUE ...]
+       [--hybrid-weight auto|W] [--engine sklearn|spark] [--spark-master local[2]]
+       [--spark-conf KEY=VALUE ...] [--als-rank N] [--collaborative-only]
 
 Each size (users:items:interactions) runs in three fresh processes, one after the other:
 
 1. generate: a seeded synthetic dataset (``bench.synthetic``) written as ``wisata`` CSV files;
 2. train: what a training worker does, ``load_dataset`` on that folder then ``build_artifacts``
-   (content, collaborative, and the hybrid with its shipped ``content_weight="auto"``); the
-   artifacts are published to a local store in a temporary folder;
+   (content, collaborative, and the hybrid with its shipped ``content_weight="auto"``, whose
+   search refits the collaborative model twice, or a fixed ``--hybrid-weight``); the artifacts
+   are published to a local store in a temporary folder;
 3. serve: ``Registry.load_all()`` on that store (startup to ready), then ``recommend`` for random
    known users and ``recommend_for_ratings`` for random visitors (fold-in, 3 to 20 random
    ratings each) on every model, called in process (no HTTP), one at a time.
@@ -19,8 +21,8 @@ the training figure includes the dataset as read from the CSV files, as in a wor
 
 With ``--engine spark`` the train step is ``wisata-retrain --engine spark``'s: Spark reads the
 ratings CSV (``service.ml.spark_engine.read_dataset``), ALS fits the collaborative model (and
-the hybrid's validation refits) on ``--spark-master``, content and the hybrid are built on the
-driver, then ``build_artifacts`` serialises them. The driver's peak RSS is the Python process's;
+the hybrid's validation refits) on ``--spark-master`` at the engine's rank or ``--als-rank``,
+content and the hybrid are built on the driver, then ``build_artifacts`` serialises them. The driver's peak RSS is the Python process's;
 the JVM's (``VmHWM`` of the Spark gateway process, read before the session stops; in local mode
 it holds the executors too) is reported beside it.
 
@@ -204,11 +206,15 @@ def fit_spark_collaborative(
         dataset = spark_engine.read_dataset(spark, data_dir)
         read = time.perf_counter() - start
         start = time.perf_counter()
-        als = AlsCollaborative(shortlist=0)
-        (als if rank is None else AlsCollaborative(shortlist=0, rank=rank)).fit(dataset)
+        als = (
+            AlsCollaborative(shortlist=0)
+            if rank is None
+            else AlsCollaborative(shortlist=0, rank=rank)
+        )
+        als.fit(dataset)
         fit = time.perf_counter() - start
         return {
-            "engine": f"spark {master}, ALS only",
+            "engine": f"spark {master}, ALS rank {als.rank} only",
             "interactions": dataset.n_interactions,
             "read_s": read,
             "als_fit_s": fit,
