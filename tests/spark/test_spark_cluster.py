@@ -30,7 +30,8 @@ from service.ml.spark_engine import SparkSettings, SparkSetupError
 from service.sample_data import SAMPLE_DATA_DIR
 from service.serving.registry import artifact_key
 from storage import open_store
-from tests.s3server import free_port, repo_root
+from tests.s3server import free_port
+from tests.spark.processes import job_process
 
 KEY = "spark-cluster-test-key"
 STARTUP = 90.0
@@ -138,19 +139,12 @@ async def test_a_retrain_on_a_standalone_master_runs_there_and_publishes_verifie
         "PYSPARK_PYTHON": sys.executable,
     }
     done = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable, "-m", "jobs.retrain", "--engine", "spark", "--als-rank", "8",
-            "--spark-conf", "spark.executor.memory=1g",
-            "--spark-conf", "spark.driver.host=127.0.0.1",
-        ],
-        cwd=repo_root(),
-        env=env,
-        capture_output=True,
-        text=True,
+        job_process,
+        env,
+        *("--engine", "spark", "--als-rank", "8", "--spark-conf", "spark.executor.memory=1g"),
+        *("--spark-conf", "spark.driver.host=127.0.0.1"),
         timeout=600,
-        check=False,
-    )  # fmt: skip
+    )
 
     assert done.returncode == 0, done.stderr[-3000:]
     for name in MODEL_NAMES:

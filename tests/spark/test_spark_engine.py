@@ -13,7 +13,6 @@ import asyncio
 import copy
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -35,8 +34,9 @@ from service.sample_data import SAMPLE_DATA_DIR
 from service.serving.registry import Registry, artifact_key
 from storage import StoreSettings, open_store
 from tests.postgres import PostgresServer
-from tests.s3server import free_port, repo_root
+from tests.s3server import free_port
 from tests.serving import ServeProcess
+from tests.spark.processes import job_process
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -47,19 +47,6 @@ SPARK = ("--engine", "spark", "--spark-master", "local[2]")
 
 def run(job: Callable[[Sequence[str] | None], int], *argv: str) -> int:
     return job(list(argv))
-
-
-def job_process(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    """``wisata-retrain`` as a process, with ``env`` as its whole environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.retrain", *argv],
-        cwd=repo_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def same_data(left: Dataset, right: Dataset) -> None:
