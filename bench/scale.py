@@ -22,9 +22,9 @@ the training figure includes the dataset as read from the CSV files, as in a wor
 With ``--engine spark`` the train step is ``wisata-retrain --engine spark``'s: Spark reads the
 ratings CSV (``service.ml.spark_engine.read_dataset``), ALS fits the collaborative model (and
 the hybrid's validation refits) on ``--spark-master`` at the engine's rank or ``--als-rank``,
-content and the hybrid are built on the driver, then ``build_artifacts`` serialises them. The driver's peak RSS is the Python process's;
-the JVM's (``VmHWM`` of the Spark gateway process, read before the session stops; in local mode
-it holds the executors too) is reported beside it.
+content and the hybrid are built on the driver, then ``build_artifacts`` serialises them. The
+driver's peak RSS is the Python process's; the JVM's (``VmHWM`` of the Spark gateway process,
+read before the session stops; in local mode it holds the executors too) is reported beside it.
 
 A step that fails (out of memory under ``--memory-limit-gb``, which keeps a too-large size from
 starving the rest of the machine, or any error) is reported as such and the next size runs.
