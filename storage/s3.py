@@ -79,6 +79,10 @@ class S3Backend(ArtifactStore):
         self._bucket = bucket
         self._prefix = normalize_prefix(prefix)
         self._endpoint = self._settings.endpoint
+        where = f"bucket {bucket!r} at {self._endpoint or 'the AWS endpoint'}"
+        source = self._settings.endpoint_source
+        # Named in every error of every call: built once.
+        self._where_text = f"{where} (its endpoint is set by {source})" if source else where
         self._config = AioConfig(
             connect_timeout=self._settings.connect_timeout,
             read_timeout=self._settings.read_timeout,
@@ -141,9 +145,7 @@ class S3Backend(ArtifactStore):
         return full_key[len(head) :] if full_key.startswith(head) else None
 
     def _where(self) -> str:
-        where = f"bucket {self._bucket!r} at {self._endpoint or 'the AWS endpoint'}"
-        source = self._settings.endpoint_source
-        return f"{where} (its endpoint is set by {source})" if source else where
+        return self._where_text
 
     def _require_client(self) -> S3Client:
         if self._client is None:

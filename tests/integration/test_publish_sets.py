@@ -42,14 +42,18 @@ def demo() -> Dataset:
     return load_dataset(SAMPLE_DATA_DIR)
 
 
+def first(demo: Dataset, share: float) -> Dataset:
+    """The first ``share`` of the demo's ratings."""
+    return demo.with_interactions(demo.interactions.iloc[: int(demo.n_interactions * share)])
+
+
 def part(demo: Dataset, share: float) -> BuildResult:
-    kept = demo.interactions.iloc[: int(demo.n_interactions * share)]
-    return build_artifacts(demo.with_interactions(kept), key=KEY, hybrid_weight=0.6)
+    return build_artifacts(first(demo, share), key=KEY, hybrid_weight=0.6)
 
 
 def unranked_hybrid_part(demo: Dataset, share: float) -> BuildResult:
     """As ``part``, with a hybrid that ranks no shortlists: its payload is its parameters."""
-    data = demo.with_interactions(demo.interactions.iloc[: int(demo.n_interactions * share)])
+    data = first(demo, share)
     content, collaborative = ContentBased().fit(data), Collaborative().fit(data)
     hybrid = Hybrid(content=content, collaborative=collaborative, content_weight=0.6, shortlist=0)
     models = {model.name: model for model in (content, collaborative, hybrid.fit(data))}
