@@ -14,14 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from service.config import Config, ConfigError
-from service.errors import DatabaseNotReady
 from service.serving.supervisor import supervise
-from service.web.app import create_app
-from service.web.dashboard import DashboardMissing
-from storage import StorageError
 
 __all__ = ["main"]
 
@@ -72,6 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if worker is None and config.worker_count > 1:
         logger.info("wisata-serve: %d workers on http://%s:%d", config.worker_count, host, port)
         return supervise(config.worker_count, list(argv or sys.argv[1:]), os.environ)
+    return _serve(config, worker, debug)
+
+
+def _serve(config: Config, worker: str | None, debug: bool) -> int:
+    """Serve in this process (alone, or as worker ``worker`` of a group)."""
+    # Imported here, not above: a supervisor never serves, and without the web, ML and storage
+    # stacks it takes about 45 MB instead of 230 (docs/PERFORMANCE.md).
+    from aiohttp import web
+
+    from service.errors import DatabaseNotReady
+    from service.web.app import create_app
+    from service.web.dashboard import DashboardMissing
+    from storage import StorageError
+
+    host, port = config.host, config.port
 
     def announce(_: str) -> None:
         who = "wisata-serve" if worker is None else f"wisata-serve worker {worker}"

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from service import artifacts
 from service.artifacts import ArtifactError, ArtifactHeader
 from service.ml.recommenders import MOVED_MODULES, Collaborative, ContentBased, Hybrid, Recommender
 from service.serving.journal import artifact_key
+from service.serving.sharing import share_arrays
 from storage import ArtifactStore, NotFound, ObjectInfo, StorageError
 
 __all__ = ["ArtifactLoader"]
@@ -24,11 +26,18 @@ _T = TypeVar("_T")
 
 
 class ArtifactLoader:
-    """Fetches and verifies the artifacts of one store, signed with ``key`` when given."""
+    """Fetches and verifies the artifacts of one store, signed with ``key`` when given.
 
-    def __init__(self, store: ArtifactStore, key: bytes | None = None) -> None:
+    With ``shared``, a worker group's folder, each verified model's large arrays are mapped
+    from files there, one copy for every worker (:mod:`service.serving.sharing`).
+    """
+
+    def __init__(
+        self, store: ArtifactStore, key: bytes | None = None, shared: Path | None = None
+    ) -> None:
         self.store = store
         self._key = key
+        self._shared = shared
         self.storage_available = True
         self.storage_error: str | None = None
 
@@ -72,6 +81,8 @@ class ArtifactLoader:
         model, header = artifacts.load(data, self._key, expected_model=name, moved=MOVED_MODULES)
         if not isinstance(model, Recommender):
             raise ArtifactError(f"the artifact for {name} holds a {type(model).__name__}")
+        if self._shared is not None:
+            share_arrays(model, self._shared, name, header.payload_sha256)
         return model, header
 
     async def stored_version(self, name: str, checksum: str) -> Recommender | None:

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from service.artifacts import ArtifactError, ArtifactHeader
@@ -64,15 +65,22 @@ class Registry:
         HMAC key every artifact must be signed with.
     events : Events, optional
         Where loads, failures and reloads are reported (shared with the publisher).
+    shared_arrays : Path, optional
+        A worker group's folder where the loaded models' arrays are kept for every worker.
     """
 
     def __init__(
-        self, store: ArtifactStore, *, key: bytes | None = None, events: Events | None = None
+        self,
+        store: ArtifactStore,
+        *,
+        key: bytes | None = None,
+        events: Events | None = None,
+        shared_arrays: Path | None = None,
     ) -> None:
         self.store = store
         self.events = events if events is not None else Events()
         self.publisher = Publisher(store, self.events)
-        self._loader = ArtifactLoader(store, key)
+        self._loader = ArtifactLoader(store, key, shared_arrays)
         self._slots: dict[str, Slot] = {name: Slot() for name in MODEL_NAMES}
         self._lock = asyncio.Lock()
         self.loaded_once = False

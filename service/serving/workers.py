@@ -8,7 +8,9 @@ one service:
 - ``training.lock``: held (``flock``) by the worker running a training job, so a training
   started through any worker runs once; ``training.json`` names that job;
 - ``jobs/<id>.json``: every job's report, so any worker answers ``GET /api/ml/jobs/<id>``;
-- ``worker-<n>.json``: what each worker serves (model versions), for the status.
+- ``worker-<n>.json``: what each worker serves (model versions), for the status;
+- ``arrays/``: the served models' large arrays, mapped by every worker
+  (:mod:`service.serving.sharing`).
 
 A worker that dies releases its lock with its file descriptor: the kernel does it.
 """
@@ -55,6 +57,11 @@ class WorkerGroup:
         if not folder or worker is None:
             return None
         return cls(Path(folder), int(worker))
+
+    @property
+    def shared_arrays(self) -> Path:
+        """Where the loaded models' arrays are kept, one copy for the group."""
+        return self.folder / "arrays"
 
     # --- training: one at a time across the group ------------------------------------------
 

@@ -130,7 +130,9 @@ async def _executor(app: web.Application) -> AsyncIterator[None]:
 
 async def _registry(app: web.Application) -> AsyncIterator[None]:
     config, state = app[CONFIG], app[STORAGE]
-    registry = Registry(app[STORE], key=config.artifact_key)
+    group = app.get(GROUP)
+    shared = None if group is None else group.shared_arrays
+    registry = Registry(app[STORE], key=config.artifact_key, shared_arrays=shared)
     registry.events.subscribe(app[METRICS].observe)
     app[REGISTRY] = registry
     app[METRICS].watch(registry, lambda: state.connected and registry.storage_available)

@@ -76,6 +76,17 @@ def test_a_training_runs_once_and_every_worker_then_answers_with_its_version(
         for name in ("content_based", "collaborative", "hybrid"):  # published once
             stored = server.json("GET", f"/api/ml/models/{name}/versions")["versions"]
             assert len(stored) == 1, (name, stored)
+        # Both workers map the models' arrays from the same files: one copy in memory.
+        maps = [shared_files(member["pid"]) for member in both_workers(server)]
+        assert maps[0] and maps[0] == maps[1], maps
+        assert {path.name.split("-")[0] for path in maps[0]} >= {"collaborative", "hybrid"}
+
+
+def shared_files(pid: int) -> set[Path]:
+    """The group's array files the process ``pid`` has mapped."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    paths = {Path(line.split(maxsplit=5)[5]) for line in lines if line.endswith(".npy")}
+    return {path for path in paths if path.parent.name == "arrays"}
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(tmp_path: Path) -> None:
