@@ -15,6 +15,8 @@ readable while it is mapped), and a worker that loads it later writes it again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import logging
 import os
@@ -55,6 +57,7 @@ def share_arrays(model: Recommender, folder: Path, name: str, checksum: str) -> 
         for stale in folder.glob(f"{name}-*.npy"):
             if not stale.name.startswith(prefix):
                 stale.unlink(missing_ok=True)
+    _release_freed_memory()
     logger.debug("%s %s: %d bytes shared with the other workers", name, checksum[:12], shared)
     return shared
 
@@ -103,6 +106,19 @@ def _plain(mapped: np.ndarray) -> np.ndarray:
     view = mapped.view(np.ndarray)
     view.flags.writeable = False
     return view
+
+
+def _release_freed_memory() -> None:
+    """Give the unpickled copies' pages back to the kernel (glibc keeps freed heap otherwise).
+
+    glibc raises its mmap threshold each time a large block is freed, so the arrays unpickled
+    after the first load live on the heap, and freeing them does not shrink the process.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name).malloc_trim(0)
 
 
 @contextlib.contextmanager
