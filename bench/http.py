@@ -308,6 +308,17 @@ async def during_training(
     training.measured += duration
 
 
+def serving_children(pid: int) -> list[int]:
+    """The ``python -m service`` children of ``pid``: a supervisor's workers."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_text().split("\0")
+            if command[1:3] == ["-m", "service"]:
+                found.append(int(child))
+    return found
+
+
 def serving_rss(servers: dict[str, int]) -> dict[str, tuple[float, str]]:
     """RSS (MB) of each server's serving processes: itself, and its ``python -m service`` children.
 
@@ -317,15 +328,6 @@ def serving_rss(servers: dict[str, int]) -> dict[str, tuple[float, str]]:
     def rss(pid: int) -> float:
         status = Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1]
         return int(status.split()[0]) / 1024
-
-    def serving_children(pid: int) -> list[int]:
-        found = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                command = Path(f"/proc/{child}/cmdline").read_text().split("\0")
-                if command[1:3] == ["-m", "service"]:
-                    found.append(int(child))
-        return found
 
     figures = {}
     for label, pid in servers.items():

@@ -33,7 +33,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.http import free_port, process, wait_for
+from bench.http import free_port, process, serving_children, wait_for
 from bench.scale import parse_size
 
 
@@ -65,17 +65,6 @@ def publish(data: str | None, size: tuple[int, int, int] | None, folder: Path) -
     sizes = ", ".join(f"{name} {len(blob) / 2**20:.1f} MB" for name, blob in built.items())
     print(f"- Artifacts: {sizes}")
     return sorted(str(u) for u in dataset.interactions["user_id"].unique())
-
-
-def serving_pids(pid: int) -> list[int]:
-    """The process itself, or a supervisor's ``python -m service`` workers."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            command = Path(f"/proc/{child}/cmdline").read_text().split("\0")
-            if command[1:3] == ["-m", "service"]:
-                found.append(int(child))
-    return [pid, *found]
 
 
 def figures(pid: int) -> dict[str, float]:
@@ -153,7 +142,7 @@ def main() -> int:
                 if workers > 1:
                     every_worker_serving(base, workers)
                 exercise(base, users, options.requests)
-                pids = serving_pids(server.pid)
+                pids = [server.pid, *serving_children(server.pid)]
                 names = ["process"] if len(pids) == 1 else ["supervisor"]
                 names += [f"worker {k}" for k in range(len(pids) - 1)]
                 label = "1 process" if workers == 1 else f"WISATA_WORKERS={workers}"
