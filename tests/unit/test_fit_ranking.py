@@ -13,7 +13,7 @@ import pytest
 
 from service.ml.datasets import Dataset, load_dataset
 from service.ml.model_set import fit_model_set
-from service.ml.recommenders import ContentBased, shortlists
+from service.ml.recommenders import Collaborative, ContentBased, Hybrid, shortlists, weight_search
 from service.ml.recommenders import content as content_module
 from service.ml.recommenders.shortlists import top_k, top_k_rows
 from service.sample_data import SAMPLE_DATA_DIR
@@ -112,6 +112,30 @@ def test_ranking_on_two_threads_gives_what_one_thread_gives(
     monkeypatch.setattr(shortlists, "ranking_threads", lambda: 2)
     assert_same_tables(ranked_tables(demo), expected)
     assert len(seen_threads) == 2 and all(name.startswith("ranking") for name in seen_threads)
+
+
+def test_the_auto_weights_folds_on_two_threads_choose_what_one_thread_chooses(
+    demo: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def auto_hybrid() -> Hybrid:
+        model = Hybrid(content_weight="auto", collaborative=Collaborative(n_components=8))
+        return model.fit(demo, rank=False)
+
+    monkeypatch.setattr(shortlists, "ranking_threads", lambda: 1)
+    alone = auto_hybrid()
+    seen_threads: set[str] = set()
+    fold = weight_search._validate_fold
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen_threads.add(threading.current_thread().name)
+        return fold(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(weight_search, "_validate_fold", recording)
+    monkeypatch.setattr(shortlists, "ranking_threads", lambda: 2)
+    together = auto_hybrid()
+    assert len(seen_threads) == 2  # the two folds ran on two threads
+    assert together.validation_ndcg_ == alone.validation_ndcg_  # every mean, exactly
+    assert together.weights_ == alone.weights_
 
 
 def test_the_similarity_table_does_not_outlive_the_fit(demo: Dataset) -> None:

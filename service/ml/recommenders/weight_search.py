@@ -9,7 +9,7 @@ import numpy as np
 from service.ml.datasets import Dataset
 from service.ml.ranking import ndcg_at_k
 from service.ml.recommenders.blend import rescale
-from service.ml.recommenders.shortlists import top_k
+from service.ml.recommenders.shortlists import for_each_block, top_k
 from service.ml.splits import Holdout
 
 if TYPE_CHECKING:
@@ -28,9 +28,17 @@ def choose_weight(hybrid: Hybrid, dataset: Dataset) -> tuple[float, dict[float, 
     user could be scored). The hybrid's ``prior_weight`` is kept unless the best weight beats
     it by more than ``auto_significance`` standard errors of the paired per-user difference.
     """
+    # The folds are independent: one per thread (their NMF fits and products release the GIL),
+    # gathered in fold order, so the choice does not depend on how many threads ran them.
+    folds: dict[int, dict[float, list[float]]] = {}
+
+    def validate(fold: int) -> None:
+        folds[fold] = _validate_fold(hybrid, dataset, hybrid.random_state + fold)
+
+    for_each_block(validate, range(hybrid.auto_folds))
     per_user: dict[float, list[float]] = {w: [] for w in AUTO_GRID}
     for fold in range(hybrid.auto_folds):
-        for weight, scores in _validate_fold(hybrid, dataset, hybrid.random_state + fold).items():
+        for weight, scores in folds[fold].items():
             per_user[weight].extend(scores)
     if not per_user[AUTO_GRID[0]]:
         return float(hybrid.prior_weight), {}
