@@ -286,6 +286,8 @@ class Training:
     jobs: int = 0
     busy: float = 0.0
     measured: float = 0.0
+    misses: int = 0
+    lookups: int = 0
 
 
 async def during_training(
@@ -300,12 +302,28 @@ async def during_training(
     stop = asyncio.Event()
     trainer = asyncio.create_task(train_continuously(base, stop))
     await asyncio.sleep(0.2)  # the first job is running before the load starts
+    before = cache_lookups(base)
     await load(target, url, connections, duration)
+    after = cache_lookups(base)
     stop.set()
     jobs, busy = await trainer
+    training.misses += after[1] - before[1]
+    training.lookups += sum(after) - sum(before)
     training.jobs += jobs
     training.busy += busy
     training.measured += duration
+
+
+def cache_lookups(base: str) -> tuple[int, int]:
+    """The response cache's (hits, misses) so far, from the service's ``/metrics``."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    found = {"hit": 0, "miss": 0}
+    for line in text.splitlines():
+        if line.startswith("wisata_response_cache_lookups_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            found[outcome] = int(float(line.rsplit(" ", 1)[1]))
+    return found["hit"], found["miss"]
 
 
 def serving_children(pid: int) -> list[int]:
@@ -422,6 +440,12 @@ async def run(args: argparse.Namespace) -> None:
             f"({training.jobs} train-all jobs back to back through the {training.measured:.0f} s "
             f"measured, {training.busy / max(training.jobs, 1):.1f} s each)"
         )
+        if training.lookups:
+            print(
+                f"  - response cache: {training.misses} misses of {training.lookups} lookups "
+                f"({100 * training.misses / training.lookups:.2f} %) during those runs; "
+                "each new model version misses once per user"
+            )
 
 
 async def measure(
