@@ -443,8 +443,7 @@ async def run(args: argparse.Namespace) -> None:
         if training.lookups:
             print(
                 f"  - response cache: {training.misses} misses of {training.lookups} lookups "
-                f"({100 * training.misses / training.lookups:.2f} %) during those runs; "
-                "each new model version misses once per user"
+                f"({100 * training.misses / training.lookups:.2f} %) during those runs"
             )
 
 
