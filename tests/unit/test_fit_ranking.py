@@ -138,6 +138,30 @@ def test_the_auto_weights_folds_on_two_threads_choose_what_one_thread_chooses(
     assert together.weights_ == alone.weights_
 
 
+class OneAtATime(Collaborative):
+    """A model whose fits must not overlap (as Spark's ALS)."""
+
+    fits_on_threads = False
+
+
+def test_the_folds_of_a_model_that_cannot_fit_on_threads_run_one_after_the_other(
+    demo: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_threads: set[str] = set()
+    fold = weight_search._validate_fold
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen_threads.add(threading.current_thread().name)
+        return fold(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(weight_search, "_validate_fold", recording)
+    monkeypatch.setattr(shortlists, "ranking_threads", lambda: 2)
+    model = Hybrid(content_weight="auto", collaborative=OneAtATime(n_components=8))
+    model.fit(demo, rank=False)
+    assert seen_threads == {threading.current_thread().name}
+    assert set(model.validation_ndcg_) == set(weight_search.AUTO_GRID)
+
+
 def test_the_similarity_table_does_not_outlive_the_fit(demo: Dataset) -> None:
     models = fit_model_set(demo, hybrid_weight=0.6).models
     content = models["content_based"]

@@ -110,6 +110,9 @@ class Recommender(BaseEstimator, ABC):  # type: ignore[misc]
 
     #: Short model name used in artifact keys and the HTTP API.
     name: str = ""
+    #: Whether two fits of this model may run at once on threads of one process (the hybrid's
+    #: weight search fits its folds' sub-models so).
+    fits_on_threads: bool = True
     shortlist_: npt.NDArray[np.signedinteger[Any]] | None
     shortlist_scores_: npt.NDArray[np.float32] | None
     neighbours_: npt.NDArray[np.signedinteger[Any]] | None

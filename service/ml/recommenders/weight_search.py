@@ -35,7 +35,12 @@ def choose_weight(hybrid: Hybrid, dataset: Dataset) -> tuple[float, dict[float, 
     def validate(fold: int) -> None:
         folds[fold] = _validate_fold(hybrid, dataset, hybrid.random_state + fold)
 
-    for_each_block(validate, range(hybrid.auto_folds))
+    templates = [m for m in (hybrid.content, hybrid.collaborative) if m is not None]  # else ours
+    if all(template.fits_on_threads for template in templates):
+        for_each_block(validate, range(hybrid.auto_folds))
+    else:
+        for fold in range(hybrid.auto_folds):
+            validate(fold)
     per_user: dict[float, list[float]] = {w: [] for w in AUTO_GRID}
     for fold in range(hybrid.auto_folds):
         for weight, scores in folds[fold].items():

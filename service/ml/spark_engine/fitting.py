@@ -68,6 +68,11 @@ class AlsCollaborative(Collaborative):
         :class:`~service.ml.recommenders.Collaborative` does; 0 ranks none.
     """
 
+    #: A fit drives the Spark session from its thread and quiets pandas with process-wide
+    #: warning filters (``warnings.catch_warnings``), which two threads would undo for each
+    #: other: the weight search's folds fit it one after the other.
+    fits_on_threads = False
+
     engine: ClassVar[str] = "spark-als"
 
     def __init__(
