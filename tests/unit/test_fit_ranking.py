@@ -114,6 +114,19 @@ def test_ranking_on_two_threads_gives_what_one_thread_gives(
     assert len(seen_threads) == 2 and all(name.startswith("ranking") for name in seen_threads)
 
 
+def fold_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The names of the threads the weight search's folds run on, from now on."""
+    seen: set[str] = set()
+    fold = weight_search._validate_fold
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.add(threading.current_thread().name)
+        return fold(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(weight_search, "_validate_fold", recording)
+    return seen
+
+
 def test_the_auto_weights_folds_on_two_threads_choose_what_one_thread_chooses(
     demo: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,14 +136,7 @@ def test_the_auto_weights_folds_on_two_threads_choose_what_one_thread_chooses(
 
     monkeypatch.setattr(shortlists, "ranking_threads", lambda: 1)
     alone = auto_hybrid()
-    seen_threads: set[str] = set()
-    fold = weight_search._validate_fold
-
-    def recording(*args: object, **kwargs: object) -> object:
-        seen_threads.add(threading.current_thread().name)
-        return fold(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(weight_search, "_validate_fold", recording)
+    seen_threads = fold_threads(monkeypatch)
     monkeypatch.setattr(shortlists, "ranking_threads", lambda: 2)
     together = auto_hybrid()
     assert len(seen_threads) == 2  # the two folds ran on two threads
@@ -147,14 +153,7 @@ class OneAtATime(Collaborative):
 def test_the_folds_of_a_model_that_cannot_fit_on_threads_run_one_after_the_other(
     demo: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen_threads: set[str] = set()
-    fold = weight_search._validate_fold
-
-    def recording(*args: object, **kwargs: object) -> object:
-        seen_threads.add(threading.current_thread().name)
-        return fold(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(weight_search, "_validate_fold", recording)
+    seen_threads = fold_threads(monkeypatch)
     monkeypatch.setattr(shortlists, "ranking_threads", lambda: 2)
     model = Hybrid(content_weight="auto", collaborative=OneAtATime(n_components=8))
     model.fit(demo, rank=False)
