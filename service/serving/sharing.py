@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -114,11 +115,21 @@ def _release_freed_memory() -> None:
     glibc raises its mmap threshold each time a large block is freed, so the arrays unpickled
     after the first load live on the heap, and freeing them does not shrink the process.
     """
-    name = ctypes.util.find_library("c")
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, looked up once (None elsewhere)."""
+    name = ctypes.util.find_library("c")  # runs ldconfig: not at every load
     if name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).malloc_trim(0)
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager

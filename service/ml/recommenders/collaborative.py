@@ -8,9 +8,6 @@ coordinate descent as NMF's ``transform``: fold-in without retraining.
 
 from __future__ import annotations
 
-import threading
-import warnings
-from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
@@ -20,49 +17,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import normalize
 
 from service.ml.datasets import Dataset
+from service.ml.quiet import ignoring
 from service.ml.recommenders.base import SHORTLIST, FloatArray, IntArray, Recommender
 
 __all__ = ["Collaborative"]
 
 Weighting = Literal["explicit", "binary", "confidence"]
-
-
-class _QuietConvergence:
-    """Ignore NMF's ConvergenceWarning while any thread is fitting.
-
-    ``warnings.catch_warnings`` is not thread-safe: two fits on threads (the hybrid's weight
-    search runs its folds so) would each restore the filters the other changed, and the warning
-    would escape one of them. The first fit in installs the filter and the last one out
-    restores what was there before.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._fits = 0
-        self._context: warnings.catch_warnings[None] | None = None
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._fits == 0:
-                self._context = warnings.catch_warnings()
-                self._context.__enter__()
-                warnings.simplefilter("ignore", ConvergenceWarning)
-            self._fits += 1
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        with self._lock:
-            self._fits -= 1
-            if self._fits == 0 and self._context is not None:
-                self._context.__exit__(None, None, None)
-                self._context = None
-
-
-_quiet_convergence = _QuietConvergence()
 
 
 class Collaborative(Recommender):
@@ -139,7 +99,7 @@ class Collaborative(Recommender):
             max_iter=self.max_iter,
             random_state=self.random_state,
         )
-        with _quiet_convergence:  # stopping early is the intended trade-off of max_iter
+        with ignoring(ConvergenceWarning):  # stopping early is max_iter's intended trade-off
             self.user_factors_ = self.nmf_.fit_transform(matrix).astype(np.float32)
         self.item_factors_ = self.nmf_.components_.astype(np.float32)
 

@@ -35,7 +35,8 @@ def choose_weight(hybrid: Hybrid, dataset: Dataset) -> tuple[float, dict[float, 
     def validate(fold: int) -> None:
         folds[fold] = _validate_fold(hybrid, dataset, hybrid.random_state + fold)
 
-    templates = [m for m in (hybrid.content, hybrid.collaborative) if m is not None]  # else ours
+    # Without a template the folds fit this package's own models, which fit on threads.
+    templates = [m for m in (hybrid.content, hybrid.collaborative) if m is not None]
     if all(template.fits_on_threads for template in templates):
         for_each_block(validate, range(hybrid.auto_folds))
     else:

@@ -68,9 +68,10 @@ class AlsCollaborative(Collaborative):
         :class:`~service.ml.recommenders.Collaborative` does; 0 ranks none.
     """
 
-    #: A fit drives the Spark session from its thread and quiets pandas with process-wide
-    #: warning filters (``warnings.catch_warnings``), which two threads would undo for each
-    #: other: the weight search's folds fit it one after the other.
+    #: Each fit already runs on every executor of the session, so the weight search's folds
+    #: gain nothing from threads; one after the other, pandas' own ``catch_warnings`` in one
+    #: fold's conversions cannot drop the filters of :func:`service.ml.quiet.ignoring` that the
+    #: other holds (the Spark hot-reload test once failed so).
     fits_on_threads = False
 
     engine: ClassVar[str] = "spark-als"

@@ -11,13 +11,13 @@ import shutil
 import socket
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from service.errors import WisataError
+from service.ml.quiet import ignoring
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -224,7 +224,5 @@ def first_line(e: BaseException) -> str:
 def _quiet_pandas() -> Iterator[None]:
     # pyspark warns that it does not fully support pandas 3 on every conversion, and calls
     # pandas in ways pandas 3 deprecates; the columns exchanged here are plain numbers and text.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with ignoring(FutureWarning, DeprecationWarning):
         yield
