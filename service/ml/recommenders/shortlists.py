@@ -32,7 +32,8 @@ __all__ = [
 
 #: Scores held per block (float64 cells: 4 MB, one core's L2 cache here); a block of a 20k-item
 #: catalogue is 26 rows. Every pass over a block (blend, spans, three selections) then reads
-#: the cache, not memory: at 20k x 20k x 1M the pass took 27 s against 35 s with 32 MB blocks.
+#: the cache, not memory: ``bench.ranking --size 10k:20k:500k`` 18.5 s against 24.8 s with
+#: 32 MB blocks (docs/PERFORMANCE.md).
 BLOCK_CELLS = 1 << 19
 
 RankedRow = tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]
