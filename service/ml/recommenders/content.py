@@ -126,6 +126,12 @@ class ContentBased(Recommender):
 
     def _unit_profile(self, items: IntArray, ratings: FloatArray) -> FloatArray | None:
         """The rating-weighted sum of the items' vectors, unit length (None when it is zero)."""
+        return self._unit_profile_at(items, ratings)[0]
+
+    def _unit_profile_at(
+        self, items: IntArray, ratings: FloatArray
+    ) -> tuple[FloatArray | None, npt.NDArray[np.int32]]:
+        """``_unit_profile`` and the features it can be non-zero at (with repeats)."""
         weights = ratings - ratings.mean() if self.center_ratings else ratings
         if not np.any(weights):
             weights = ratings
@@ -136,16 +142,15 @@ class ContentBased(Recommender):
         # same products in the same order.
         vectors = self.item_vectors_
         positions, lengths = _row_entries(vectors, items)
+        features = vectors.indices[positions]
         products = vectors.data[positions].astype(np.float64) * np.repeat(weights, lengths)
-        profile = np.bincount(
-            vectors.indices[positions], weights=products, minlength=vectors.shape[1]
-        )
+        profile = np.bincount(features, weights=products, minlength=vectors.shape[1])
         # einsum, not a BLAS dot: OpenBLAS threads a dot this long, which costs milliseconds
         # when another process holds the other core.
         norm = float(np.sqrt(np.einsum("i,i->", profile, profile)))
         if norm == 0.0:
-            return None
-        return profile / norm
+            return None, features
+        return profile / norm, features
 
     def _user_scores(self, user: int) -> FloatArray:
         return self._profile_scores(*self.user_ratings(user))
@@ -162,9 +167,11 @@ class ContentBased(Recommender):
             chunk = rows[start : start + PROFILES_PER_PRODUCT]
             profiles = np.zeros((vectors.shape[1], len(chunk)))
             for k, row in enumerate(chunk):
-                unit = self._unit_profile(*self.user_ratings(int(row)))
+                unit, features = self._unit_profile_at(*self.user_ratings(int(row)))
                 if unit is not None:  # else zeros, as _profile_scores answers
-                    profiles[:, k] = unit
+                    # Only the rated items' features: writing a whole column of this row-major
+                    # block costs a cache line per feature (measured: 0.23 of 0.9 ms a user).
+                    profiles[features, k] = unit[features]
             scores[start : start + len(chunk)] = (vectors @ profiles).T
         return scores
 
