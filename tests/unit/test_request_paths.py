@@ -13,6 +13,7 @@ from service.ml.model_set import fit_model_set
 from service.ml.recommenders import Collaborative, ContentBased, Hybrid
 from service.ml.recommenders import content as content_module
 from service.ml.recommenders.base import FloatArray, IntArray, Recommender
+from service.ml.recommenders.blend import blend, rescale, span
 from service.ml.recommenders.mmr import mmr, mmr_rows
 from service.sample_data import SAMPLE_DATA_DIR
 
@@ -342,3 +343,18 @@ def test_fold_in_finds_the_factors_nmf_transform_finds(collaborative: Collaborat
         expected = collaborative.nmf_.transform(row)[0]
         got = collaborative._fold_in(items, ratings)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalization", ["minmax", "zscore"])
+def test_blending_from_spans_is_the_weighted_sum_of_rescaled_scores_bit_for_bit(
+    normalization: str,
+) -> None:
+    rng = np.random.default_rng(3)
+    constant = np.full(50, 0.25)  # no spread: rescale answers zeros
+    for c, f in [(rng.normal(size=50), rng.random(50)), (constant, rng.random(50))]:
+        for weights in ([0.3, 0.7], [1.0, 0.0]):
+            expected = weights[0] * rescale(c, normalization) + weights[1] * rescale(
+                f, normalization
+            )
+            spans = (span(c, normalization), span(f, normalization))
+            assert same_bits(blend(c, f, weights, spans), expected)

@@ -25,7 +25,7 @@ from service.ml.recommenders.base import (
     is_fitted,
     top_k,
 )
-from service.ml.recommenders.blend import rescale, scaled
+from service.ml.recommenders.blend import blend, rescale, span
 from service.ml.recommenders.collaborative import Collaborative
 from service.ml.recommenders.content import ContentBased
 from service.ml.recommenders.joint import rank_items, rank_users, sub_models_digest
@@ -251,20 +251,17 @@ class Hybrid(Recommender):
     def _scores_at(self, user: int, items: IntArray) -> FloatArray:
         content, collaborative = self._parts()
         assert self.spans_ is not None
-        (c_offset, c_divisor), (f_offset, f_divisor) = self.spans_[user].tolist()
-        c = scaled(content._scores_at(user, items), c_offset, c_divisor)
-        f = scaled(collaborative._scores_at(user, items), f_offset, f_divisor)
-        weights = self.weights_
-        return weights[0] * c + weights[1] * f
+        c_span, f_span = self.spans_[user].tolist()
+        c, f = content._scores_at(user, items), collaborative._scores_at(user, items)
+        return blend(c, f, self.weights_, (c_span, f_span))
 
     # --- scoring --------------------------------------------------------------------------------
 
     def _blend(
         self, content: FloatArray, collab: FloatArray, weights: Sequence[float]
     ) -> FloatArray:
-        return weights[0] * rescale(content, self.normalization) + weights[1] * rescale(
-            collab, self.normalization
-        )
+        spans = (span(content, self.normalization), span(collab, self.normalization))
+        return blend(content, collab, weights, spans)
 
     def _user_scores(self, user: int) -> FloatArray:
         content, collaborative = self._parts()

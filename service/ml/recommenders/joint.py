@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.ml.recommenders.base import FloatArray, IntArray, Recommender, learned_digest
-from service.ml.recommenders.blend import rescale, span
+from service.ml.recommenders.blend import Span, blend, rescale, span
 from service.ml.recommenders.content import pairwise_in
 from service.ml.recommenders.mmr import mmr_rows
 from service.ml.recommenders.shortlists import RankedRow, nearest_rows, rank_in_blocks, top_k_rows
@@ -58,9 +58,9 @@ def _joint_block(
     assert hybrid.spans_ is not None
     c_block, f_block = content._block_scores(rows), collaborative._block_scores(rows)
     seen = [hybrid.seen(row) for row in rows]
-    for row, c, f in zip(rows, c_block, f_block, strict=True):
-        hybrid.spans_[row] = (span(c, hybrid.normalization), span(f, hybrid.normalization))
-    blended = _blend_rows(hybrid, c_block, f_block)
+    spans = _spans(hybrid, c_block, f_block)
+    hybrid.spans_[rows] = spans
+    blended = _blend_rows(hybrid, c_block, f_block, spans)
     candidates = top_k_rows(blended, max(length, hybrid.n_candidates), seen)
     others = [
         model._ranked_rows(
@@ -165,7 +165,7 @@ def _neighbour_block(
         nearest_rows(scores, items, length)
         for scores, length in zip(
             [
-                _blend_rows(hybrid, c_block, f_block),
+                _blend_rows(hybrid, c_block, f_block, _spans(hybrid, c_block, f_block)),
                 *(c_block if model is content else f_block for model in pending),
             ],
             lengths,
@@ -175,13 +175,25 @@ def _neighbour_block(
     yield from zip(*tables, strict=True)
 
 
-def _blend_rows(
+def _spans(
     hybrid: Hybrid, c_block: npt.NDArray[np.float64], f_block: npt.NDArray[np.float64]
+) -> list[tuple[Span, Span]]:
+    """Each row's spans of its content and collaborative scores (a row's own min, max, ...)."""
+    norm = hybrid.normalization
+    return [(span(c, norm), span(f, norm)) for c, f in zip(c_block, f_block, strict=True)]
+
+
+def _blend_rows(
+    hybrid: Hybrid,
+    c_block: npt.NDArray[np.float64],
+    f_block: npt.NDArray[np.float64],
+    spans: Sequence[tuple[Span, Span]],
 ) -> npt.NDArray[np.float64]:
-    """``_blend`` row by row (a 2-D mean or std could sum in another order than a row's)."""
+    """``_blend`` row by row, from the rows' ``spans`` (a 2-D mean or std could sum in another
+    order than a row's)."""
     blended = np.empty_like(c_block)
-    for k, (c, f) in enumerate(zip(c_block, f_block, strict=True)):
-        blended[k] = hybrid._blend(c, f, hybrid.weights_)
+    for k, (c, f, row_spans) in enumerate(zip(c_block, f_block, spans, strict=True)):
+        blended[k] = blend(c, f, hybrid.weights_, row_spans)
     return blended
 
 
