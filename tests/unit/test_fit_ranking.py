@@ -66,6 +66,28 @@ def test_selecting_for_a_block_picks_what_top_k_picks_for_each_row(seed: int) ->
     assert np.isnan(scores[3, 10])
 
 
+@pytest.mark.parametrize("n", [1, 3, 25, 99])
+def test_selecting_for_a_block_with_infinities_and_long_excluded_runs_picks_what_top_k_picks(
+    n: int,
+) -> None:
+    rng = np.random.default_rng(n)
+    rows, m = 12, 400
+    scores = np.round(rng.normal(size=(rows, m)), 2)
+    scores[0, [5, 50]] = np.inf  # top_k's own handling of +inf
+    scores[1, ::3] = -np.inf
+    scores[2, :] = np.round(scores[2], 0)  # few distinct scores: long ties at the n-th
+    scores[3, 7] = np.nan
+    excludes = [np.empty(0, dtype=np.intp) for _ in range(rows)]
+    excludes[4] = np.arange(0, m // 2, dtype=np.intp)  # every score of the first half
+    excludes[5] = np.arange(m - n - 1, dtype=np.intp)  # one score more than n left
+    excludes[6] = rng.choice(m, m - 2, replace=False).astype(np.intp)  # fewer than n left
+    got = top_k_rows(scores, n, excludes)
+    expected = [top_k(row, n, exclude) for row, exclude in zip(scores, excludes, strict=True)]
+    for row, (g, e) in enumerate(zip(got, expected, strict=True)):
+        assert g.dtype == e.dtype and np.array_equal(g, e), row
+    assert got[6].size == min(n, 2)
+
+
 def test_selecting_more_than_a_row_holds_gives_every_row_whole() -> None:
     scores = np.arange(12, dtype=np.float64).reshape(3, 4)
     got = top_k_rows(scores, 10, [np.array([0], dtype=np.intp)] * 3)

@@ -35,6 +35,9 @@ __all__ = [
 #: the cache, not memory: ``bench.ranking --size 10k:20k:500k`` 18.5 s against 24.8 s with
 #: 32 MB blocks (docs/PERFORMANCE.md).
 BLOCK_CELLS = 1 << 19
+#: ``top_k_rows`` cuts a row into ``SPREAD * n`` runs; a floor letting through more than
+#: ``CROWD * n`` scores sends the row to ``top_k``.
+SPREAD, CROWD = 4, 8
 
 RankedRow = tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]
 Table = tuple[npt.NDArray[np.signedinteger[Any]], npt.NDArray[np.float32]]
@@ -73,9 +76,11 @@ def top_k_rows(
 ) -> list[npt.NDArray[np.intp]]:
     """``top_k`` of each row of ``scores``, excluding ``excludes[row]``: the same positions.
 
-    One partition and one sort over the whole block instead of a call per row. A row whose
-    ``n``-th score is tied beyond the partition's pick is settled by ``top_k``'s rule (the
-    first tied positions); one with fewer than ``n`` scores left goes through ``top_k``.
+    No selection over a whole row: the row is cut into ``SPREAD * n`` runs, and the ``n``-th
+    highest of the runs' maxima is a floor under the row's ``n``-th score (``n`` runs reach it).
+    Only the few scores at or above the floor are sorted, best first and ties by position, so
+    the first ``n`` are ``top_k``'s. A row whose floor lets through more than ``CROWD * n``
+    scores (a row of ties), or a score that is not finite, goes through ``top_k``.
     """
     rows, m = scores.shape
     if rows == 0 or n <= 0 or n >= m:
@@ -85,27 +90,19 @@ def top_k_rows(
     if lengths.any():
         scores[np.repeat(np.arange(rows), lengths), np.concatenate(excludes)] = -np.inf
     scores[np.isnan(scores)] = -np.inf
-    # The n largest without negating the block (ties at the cut are settled below).
-    picked = np.argpartition(scores, m - n, axis=1)[:, m - n :]
-    values = np.take_along_axis(scores, picked, axis=1)
-    threshold = values.min(axis=1, keepdims=True)
-    finite = np.asarray(np.isfinite(values).all(axis=1))
-    # Settled: every score tied with the lowest picked one was picked too.
-    settled = finite & (
-        np.count_nonzero(scores == threshold, axis=1)
-        == np.count_nonzero(values == threshold, axis=1)
-    )
-    order = np.lexsort((picked, -values), axis=1)
-    best = list(np.take_along_axis(picked, order, axis=1).astype(np.intp))
-    for row in np.flatnonzero(~settled):
-        if not finite[row]:  # fewer than n scores left
-            best[row] = top_k(scores[row], n)
-            continue
-        # top_k's own tie rule: the picks above the tie, then the first tied positions.
-        line, low = scores[row], threshold[row, 0]
-        above = picked[row][values[row] > low]
-        chosen = np.concatenate([above, np.flatnonzero(line == low)[: n - above.size]])
-        best[row] = chosen[np.lexsort((chosen, -line[chosen]))].astype(np.intp)
+    runs = min(m, SPREAD * n)
+    width = m // runs
+    maxima = scores[:, : runs * width].reshape(rows, runs, width).max(axis=2)
+    floors = np.partition(maxima, runs - n, axis=1)[:, runs - n]
+    best = []
+    for line, floor in zip(scores, floors, strict=True):
+        above = np.flatnonzero(line >= floor)
+        values = line[above]
+        if above.size > CROWD * n or not np.isfinite(values).all():
+            best.append(top_k(line, n))  # excluded and missing scores are -inf already
+        else:
+            # ``above`` is in position order, and a stable sort keeps it among equal scores.
+            best.append(above[np.argsort(-values, kind="stable")[:n]])
     return best
 
 
