@@ -43,6 +43,30 @@ def assert_same_tables(got: dict, expected: dict) -> None:
         assert np.array_equal(got[key], table), key
 
 
+def best_by_definition(scores: np.ndarray, n: int, exclude: np.ndarray) -> np.ndarray:
+    """The finite scores not excluded, highest first and ties by position: the first ``n``."""
+    allowed = np.isfinite(scores)
+    allowed[exclude] = False
+    positions = np.flatnonzero(allowed)
+    return positions[np.lexsort((positions, -scores[positions]))][:n]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_top_k_is_the_n_highest_scores_with_ties_broken_by_position(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        m = int(rng.integers(1, 3000))
+        n = int(rng.integers(1, 150))
+        # Few distinct values in some rows (long ties), a continuum in others.
+        scores = np.round(rng.normal(size=m), int(rng.integers(0, 4)))
+        scores[rng.random(m) < 0.05] = np.nan
+        scores[rng.random(m) < 0.05] = -np.inf
+        exclude = rng.choice(m, int(rng.integers(0, m + 1)), replace=False).astype(np.intp)
+        got = top_k(scores, n, exclude)
+        expected = best_by_definition(scores, n, exclude)
+        assert got.dtype == np.intp and np.array_equal(got, expected), (m, n)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_selecting_for_a_block_picks_what_top_k_picks_for_each_row(seed: int) -> None:
     rng = np.random.default_rng(seed)

@@ -35,8 +35,8 @@ __all__ = [
 #: the cache, not memory: ``bench.ranking --size 10k:20k:500k`` 18.5 s against 24.8 s with
 #: 32 MB blocks (docs/PERFORMANCE.md).
 BLOCK_CELLS = 1 << 19
-#: ``top_k_rows`` cuts a row into ``SPREAD * n`` runs; a floor letting through more than
-#: ``CROWD * n`` scores sends the row to ``top_k``.
+#: ``top_k`` cuts a row into ``SPREAD * n`` runs; a floor letting through more than
+#: ``CROWD * n`` scores leaves the row to one whole selection.
 SPREAD, CROWD = 4, 8
 
 RankedRow = tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]
@@ -48,11 +48,40 @@ RankBlock = Callable[[npt.NDArray[np.intp]], Iterable[Sequence[RankedRow]]]
 def top_k(
     scores: npt.NDArray[np.float64], n: int, exclude: npt.NDArray[np.intp] | None = None
 ) -> npt.NDArray[np.intp]:
-    """Return the positions of the ``n`` highest finite scores, best first (ties by position)."""
+    """Return the positions of the ``n`` highest finite scores, best first (ties by position).
+
+    No selection over the whole row: the row is cut into ``SPREAD * n`` runs, and the ``n``-th
+    highest of the runs' maxima is a floor under the row's ``n``-th score (``n`` runs reach it).
+    Only the few scores at or above the floor are sorted, best first and ties by position, so
+    their first ``n`` are the answer. A floor letting through more than ``CROWD * n`` scores (a
+    row of ties), or a score that is not finite, leaves the row to one whole selection.
+    """
     scores = np.array(scores, dtype=np.float64, copy=True)
     if exclude is not None and exclude.size:
         scores[exclude] = -np.inf
     scores[np.isnan(scores)] = -np.inf
+    if 0 < n < scores.size:
+        runs = min(scores.size, SPREAD * n)
+        width = scores.size // runs
+        maxima = scores[: runs * width].reshape(runs, width).max(axis=1)
+        best = _above(scores, np.partition(maxima, runs - n)[runs - n], n)
+        if best is not None:
+            return best
+    return _selected(scores, n)
+
+
+def _above(line: npt.NDArray[np.float64], floor: float, n: int) -> npt.NDArray[np.intp] | None:
+    """The best ``n`` of ``line`` from its scores at or above ``floor``; None when too many."""
+    above = np.flatnonzero(line >= floor)
+    values = line[above]
+    if above.size > CROWD * n or not np.isfinite(values).all():
+        return None
+    # ``above`` is in position order, and a stable sort keeps it among equal scores.
+    return above[np.argsort(-values, kind="stable")[:n]]
+
+
+def _selected(scores: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.intp]:
+    """``top_k`` by one selection over the row (excluded and missing scores -inf already)."""
     available = int(np.count_nonzero(np.isfinite(scores)))
     n = min(n, available)
     if n <= 0:
@@ -76,11 +105,8 @@ def top_k_rows(
 ) -> list[npt.NDArray[np.intp]]:
     """``top_k`` of each row of ``scores``, excluding ``excludes[row]``: the same positions.
 
-    No selection over a whole row: the row is cut into ``SPREAD * n`` runs, and the ``n``-th
-    highest of the runs' maxima is a floor under the row's ``n``-th score (``n`` runs reach it).
-    Only the few scores at or above the floor are sorted, best first and ties by position, so
-    the first ``n`` are ``top_k``'s. A row whose floor lets through more than ``CROWD * n``
-    scores (a row of ties), or a score that is not finite, goes through ``top_k``.
+    The exclusions and the runs' maxima are done for the whole block at once; each row is then
+    finished as ``top_k`` finishes it.
     """
     rows, m = scores.shape
     if rows == 0 or n <= 0 or n >= m:
@@ -96,13 +122,8 @@ def top_k_rows(
     floors = np.partition(maxima, runs - n, axis=1)[:, runs - n]
     best = []
     for line, floor in zip(scores, floors, strict=True):
-        above = np.flatnonzero(line >= floor)
-        values = line[above]
-        if above.size > CROWD * n or not np.isfinite(values).all():
-            best.append(top_k(line, n))  # excluded and missing scores are -inf already
-        else:
-            # ``above`` is in position order, and a stable sort keeps it among equal scores.
-            best.append(above[np.argsort(-values, kind="stable")[:n]])
+        picked = _above(line, floor, n)
+        best.append(_selected(line, n) if picked is None else picked)
     return best
 
 
