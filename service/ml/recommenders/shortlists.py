@@ -61,13 +61,20 @@ def top_k(
         scores[exclude] = -np.inf
     scores[np.isnan(scores)] = -np.inf
     if 0 < n < scores.size:
-        runs = min(scores.size, SPREAD * n)
-        width = scores.size // runs
-        maxima = scores[: runs * width].reshape(runs, width).max(axis=1)
-        best = _above(scores, np.partition(maxima, runs - n)[runs - n], n)
+        best = _above(scores, float(_floors(scores[np.newaxis], n)[0]), n)
         if best is not None:
             return best
     return _selected(scores, n)
+
+
+def _floors(block: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64]:
+    """Each row's floor under its ``n``-th score (``0 < n < `` the rows' length): the ``n``-th
+    highest of the maxima of its ``SPREAD * n`` runs, which ``n`` runs reach."""
+    rows, m = block.shape
+    runs = min(m, SPREAD * n)
+    width = m // runs
+    maxima = block[:, : runs * width].reshape(rows, runs, width).max(axis=2)
+    return np.partition(maxima, runs - n, axis=1)[:, runs - n]
 
 
 def _above(line: npt.NDArray[np.float64], floor: float, n: int) -> npt.NDArray[np.intp] | None:
@@ -116,12 +123,8 @@ def top_k_rows(
     if lengths.any():
         scores[np.repeat(np.arange(rows), lengths), np.concatenate(excludes)] = -np.inf
     scores[np.isnan(scores)] = -np.inf
-    runs = min(m, SPREAD * n)
-    width = m // runs
-    maxima = scores[:, : runs * width].reshape(rows, runs, width).max(axis=2)
-    floors = np.partition(maxima, runs - n, axis=1)[:, runs - n]
     best = []
-    for line, floor in zip(scores, floors, strict=True):
+    for line, floor in zip(scores, _floors(scores, n), strict=True):
         picked = _above(line, floor, n)
         best.append(_selected(line, n) if picked is None else picked)
     return best
