@@ -14,6 +14,7 @@ import enum
 import logging
 import multiprocessing
 import os
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -143,7 +144,10 @@ def stop_executor(executor: ProcessPoolExecutor, grace: float = 5.0) -> None:
 
     Blocking; call it in a thread. A worker that ignores SIGTERM for ``grace`` seconds is killed.
     """
-    workers = list(executor._processes.values())  # no public way to stop them before 3.14
+    # No public way to stop the workers before 3.14. The manager thread is taken now because the
+    # first shutdown drops the executor's reference to it, which a later shutdown would wait on.
+    workers = list(executor._processes.values())
+    manager: threading.Thread | None = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for worker in workers:
         if worker.is_alive():
@@ -154,9 +158,12 @@ def stop_executor(executor: ProcessPoolExecutor, grace: float = 5.0) -> None:
         if worker.is_alive():
             worker.kill()
             worker.join()
-    # The pool's manager thread closes its wake-up pipe once it sees the workers gone; waiting
-    # for it here keeps the interpreter's exit hook from writing to that pipe as it closes.
-    executor.shutdown(wait=True)
+    # The manager thread closes its wake-up pipe once it sees the workers gone. Waiting for it
+    # here keeps the interpreter's exit hook from writing to that pipe while it closes (EBADF).
+    if manager is not None:
+        manager.join(grace)
+        if manager.is_alive():
+            logger.warning("the training pool's manager thread did not stop in %.0f s", grace)
 
 
 class Trainer:
