@@ -37,21 +37,22 @@ def mmr(relevance: FloatArray, similarity: FloatArray, n: int, lam: float) -> In
     n = min(n, m)
     if lam == 1.0 or n == 0:
         return np.argsort(-relevance, kind="stable")[:n].astype(np.intp)
-    # The same arithmetic as ``lam * relevance - (1 - lam) * max_similarity`` at every step, with
-    # the invariant part computed once and the arrays reused: each step is a handful of calls.
+    # ``lam * relevance - (1 - lam) * max_similarity`` at every step in three calls. Rounding is
+    # monotonic, so the most of the products ``(1 - lam) * similarity`` (computed once) is the
+    # product of the most; and a picked candidate's weighted relevance set to -inf keeps its
+    # gain -inf from then on. The gains are the same numbers, so the same picks.
     weighted = lam * relevance
-    penalty = 1.0 - lam
-    picked: list[int] = []
-    max_similarity = np.zeros(m)
+    penalties = (1.0 - lam) * similarity
+    picked = np.empty(n, dtype=np.intp)
+    max_penalty = np.zeros(m)
     gain = np.empty(m)
-    for _ in range(n):
-        np.multiply(penalty, max_similarity, out=gain)
-        np.subtract(weighted, gain, out=gain)
-        gain[picked] = -np.inf
+    for step in range(n):
+        np.subtract(weighted, max_penalty, out=gain)
         best = int(gain.argmax())
-        picked.append(best)
-        np.maximum(max_similarity, similarity[best], out=max_similarity)
-    return np.array(picked, dtype=np.intp)
+        picked[step] = best
+        weighted[best] = -np.inf
+        np.maximum(max_penalty, penalties[best], out=max_penalty)
+    return picked
 
 
 def mmr_rows(relevance: FloatArray, similarity: FloatArray, lam: float) -> IntArray:
