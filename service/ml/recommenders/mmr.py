@@ -69,18 +69,15 @@ def mmr_rows(relevance: FloatArray, similarity: FloatArray, lam: float) -> IntAr
     if lam == 1.0 or m == 0:
         return np.argsort(-relevance, axis=1, kind="stable").astype(np.intp)
     weighted = lam * relevance
-    penalty = 1.0 - lam
+    penalties = (1.0 - lam) * similarity
     rows = np.arange(users)
     picked = np.empty((users, m), dtype=np.intp)
-    taken = np.zeros((users, m), dtype=bool)
-    max_similarity = np.zeros((users, m))
+    max_penalty = np.zeros((users, m))
     gain = np.empty((users, m))
     for step in range(m):
-        np.multiply(penalty, max_similarity, out=gain)
-        np.subtract(weighted, gain, out=gain)
-        np.copyto(gain, -np.inf, where=taken)
+        np.subtract(weighted, max_penalty, out=gain)
         best = gain.argmax(axis=1)
         picked[:, step] = best
-        taken[rows, best] = True
-        np.maximum(max_similarity, similarity[rows, best], out=max_similarity)
+        weighted[rows, best] = -np.inf
+        np.maximum(max_penalty, penalties[rows, best], out=max_penalty)
     return picked
