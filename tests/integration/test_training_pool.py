@@ -37,7 +37,7 @@ def test_stopping_the_pool_during_a_fit_ends_its_worker_and_its_threads() -> Non
         running.result(timeout=5)
 
 
-def test_stopping_an_idle_pool_returns_at_once() -> None:
+def test_stopping_an_idle_pool_leaves_no_pool_thread_behind() -> None:
     before = set(threading.enumerate())
     executor = make_executor(1)
     assert executor.submit(int, "7").result(timeout=60) == 7
