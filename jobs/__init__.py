@@ -1,0 +1,1 @@
+"""The command-line jobs run outside the web process: retrain, status, backup and db."""

@@ -1,0 +1,1 @@
+"""Wisata: travel-destination recommenders whose trained models survive restarts (the service)."""

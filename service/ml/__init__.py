@@ -1,0 +1,1 @@
+"""The ML layer: datasets, recommenders, the holdout, metrics, the model set; no HTTP or storage."""

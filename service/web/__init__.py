@@ -1,0 +1,1 @@
+"""The web layer: the aiohttp application, routes, request and response schemas, the dashboard."""
