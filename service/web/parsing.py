@@ -23,7 +23,7 @@ from service.errors import BadParameter, RatingOutOfScale, first_line
 from service.serving.registry import Registry
 from service.web.schemas import NOT_BLANK
 
-__all__ = ["PARSED_QUERIES", "body", "check_scale", "parse_query", "query"]
+__all__ = ["PARSED_QUERIES", "body", "check_scale", "parse_body", "parse_query", "query"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,6 +89,11 @@ async def body(request: web.Request, model: type[M]) -> M:
         raise BadParameter(
             "body", f"is not valid JSON ({first_line(e)}); send {_expected(model, ())}"
         ) from e
+    return parse_body(data, model)
+
+
+def parse_body(data: object, model: type[M]) -> M:
+    """A decoded JSON body as ``model``; :class:`BadParameter` for the first bad part."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -128,6 +133,8 @@ def _problem(error: ErrorDetails) -> str:
         return f"is {len(given)} characters long"
     if kind == "too_long":
         return f"holds {len(given)} entries"
+    if kind == "too_short":
+        return "is empty" if not given else f"holds {len(given)} entries"
     return f"got {_shown(given)}"
 
 
@@ -190,9 +197,10 @@ def _describe(node: Mapping[str, Any], definitions: Mapping[str, Any]) -> str:
         most = node.get("maxLength")
         return f"a {blank}string" + (f" of at most {most} characters" if most else "")
     if kind == "array":
-        most = node.get("maxItems")
+        least, most = node.get("minItems", 0), node.get("maxItems")
+        size = f"{least} to {most} " if least and most else f"at most {most} " if most else ""
         each = _describe(node.get("items", {}), definitions)
-        return f"a list of {f'at most {most} ' if most else ''}entries, each {each}"
+        return f"a list of {size}entries, each {each}"
     if kind == "object" and "properties" in node:
         return f"an object {{{', '.join(node['properties'])}}}"
     return ""

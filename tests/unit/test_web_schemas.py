@@ -29,6 +29,7 @@ from service.web.schemas import (
     MAX_ID_LENGTH,
     MAX_LIMIT,
     MAX_RATINGS,
+    FeedbackRequest,
     RatingsRequest,
     RecommendationsQuery,
     RollbackRequest,
@@ -203,3 +204,22 @@ def test_a_score_that_is_not_a_number_fails_loudly() -> None:
     for bad in (math.nan, math.inf, -math.inf):
         with pytest.raises(ValueError, match="not JSON compliant"):
             finite(bad)
+
+
+@pytest.mark.parametrize(
+    ("ratings", "problem"),
+    [
+        ([], f"is empty; send a list of 1 to {MAX_RATINGS} entries, each an object"),
+        (
+            [{"user_id": "v", "item_id": "1", "rating": 4}] * (MAX_RATINGS + 1),
+            f"holds {MAX_RATINGS + 1} entries; send a list of 1 to {MAX_RATINGS} entries",
+        ),
+    ],
+)
+def test_a_feedback_batch_of_the_wrong_size_is_refused_with_its_bounds(
+    ratings: list[dict[str, Any]], problem: str
+) -> None:
+    with pytest.raises(BadParameter) as refused:
+        parsing.parse_body({"ratings": ratings}, FeedbackRequest)
+    assert refused.value.parameter == "ratings"
+    assert problem in str(refused.value)
