@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
@@ -26,6 +26,8 @@ from service.web.schemas import NOT_BLANK
 __all__ = ["PARSED_QUERIES", "body", "check_scale", "parse_body", "parse_query", "query"]
 
 M = TypeVar("M", bound=BaseModel)
+#: The low and high ends of a rating scale.
+Scale = tuple[float, float]
 
 _SHOWN = 40
 """Characters of a refused value quoted back in a message."""
@@ -77,8 +79,12 @@ def parse_query(values: MultiMapping[str], model: type[M]) -> M:
         raise _bad_parameter(e, model, from_query=True) from e
 
 
-async def body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``; :class:`BadParameter` for the first bad part."""
+async def body(request: web.Request, model: type[M], registry: Registry | None = None) -> M:
+    """The request's JSON body as ``model``; :class:`BadParameter` for the first bad part.
+
+    With ``registry``, a refused rating is told the scale of the served models' data, the
+    bounds the served document gives it, rather than the schema's own.
+    """
     raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge (413)
     if not raw.strip():
         raise BadParameter("body", f"is empty; send {_expected(model, ())}")
@@ -89,29 +95,42 @@ async def body(request: web.Request, model: type[M]) -> M:
         raise BadParameter(
             "body", f"is not valid JSON ({first_line(e)}); send {_expected(model, ())}"
         ) from e
-    return parse_body(data, model)
+    return parse_body(data, model, registry.rating_scale if registry is not None else None)
 
 
-def parse_body(data: object, model: type[M]) -> M:
-    """A decoded JSON body as ``model``; :class:`BadParameter` for the first bad part."""
+def parse_body(
+    data: object, model: type[M], rating_scale: Callable[[], Scale | None] | None = None
+) -> M:
+    """A decoded JSON body as ``model``; :class:`BadParameter` for the first bad part.
+
+    ``rating_scale``, read only when a rating is refused, gives the bounds its message names.
+    """
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise _bad_parameter(e, model, from_query=False) from e
+        scale = rating_scale() if rating_scale is not None else None
+        raise _bad_parameter(e, model, from_query=False, rating_scale=scale) from e
 
 
 # --- messages -----------------------------------------------------------------------------------
 
 
 def _bad_parameter(
-    error: ValidationError, model: type[BaseModel], *, from_query: bool
+    error: ValidationError,
+    model: type[BaseModel],
+    *,
+    from_query: bool,
+    rating_scale: Scale | None = None,
 ) -> BadParameter:
     first = error.errors(include_url=False)[0]
     loc = first["loc"]
     # In a query string only a repeated name gives a list (parse_query collects its values).
     if from_query and isinstance(first["input"], list):
         return BadParameter(_name(loc), "given more than once; give it once")
-    return BadParameter(_name(loc), f"{_problem(first)}; send {_expected(model, loc)}")
+    expected = _expected(model, loc)
+    if rating_scale is not None and loc and loc[-1] == "rating":
+        expected = f"a number from {rating_scale[0]:g} to {rating_scale[1]:g}"
+    return BadParameter(_name(loc), f"{_problem(first)}; send {expected}")
 
 
 def _name(loc: Sequence[int | str]) -> str:

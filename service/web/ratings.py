@@ -22,8 +22,9 @@ __all__ = ["add_ratings", "user_ratings"]
 
 async def add_ratings(request: web.Request) -> web.Response:
     """Store a batch of ratings in one transaction; 201 with the count once committed."""
-    asked = await parsing.body(request, FeedbackRequest)
-    parsing.check_scale(request.app[REGISTRY], (entry.rating for entry in asked.ratings))
+    registry = request.app[REGISTRY]
+    asked = await parsing.body(request, FeedbackRequest, registry)
+    parsing.check_scale(registry, (entry.rating for entry in asked.ratings))
     batch = [NewRating(entry.user_id, entry.item_id, entry.rating) for entry in asked.ratings]
     stored = await request.app[FEEDBACK].add(batch)
     written: RatingsStored = {"count": len(stored)}

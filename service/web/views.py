@@ -314,8 +314,8 @@ async def recommendations(request: web.Request) -> web.Response:
 
 async def recommend_for_ratings(request: web.Request) -> web.Response:
     """Fold-in recommendations for a visitor's ratings, without retraining."""
-    asked = await parsing.body(request, RatingsRequest)
     registry = request.app[REGISTRY]
+    asked = await parsing.body(request, RatingsRequest, registry)
     parsing.check_scale(registry, (rating.rating for rating in asked.ratings))
     name = ALGORITHMS[asked.chosen_algorithm]
     model, version = registry.model(name), registry.version(name)

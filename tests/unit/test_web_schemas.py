@@ -28,6 +28,7 @@ from service.web.schemas import (
     DEFAULT_LIMIT,
     MAX_ID_LENGTH,
     MAX_LIMIT,
+    MAX_RATING,
     MAX_RATINGS,
     FeedbackRequest,
     RatingsRequest,
@@ -223,3 +224,24 @@ def test_a_feedback_batch_of_the_wrong_size_is_refused_with_its_bounds(
         parsing.parse_body({"ratings": ratings}, FeedbackRequest)
     assert refused.value.parameter == "ratings"
     assert problem in str(refused.value)
+
+
+@pytest.mark.parametrize("rating", [math.nan, 2000.0, "five", True, None])
+def test_a_refused_rating_is_told_the_served_scale(rating: object) -> None:
+    asked: list[str] = []
+
+    def served() -> tuple[float, float]:
+        asked.append("scale")
+        return (1.0, 5.0)
+
+    entry = {"user_id": "v", "item_id": "1", "rating": rating}
+    with pytest.raises(BadParameter) as refused:
+        parsing.parse_body({"ratings": [entry]}, FeedbackRequest, served)
+    assert refused.value.parameter == "ratings[0].rating"
+    assert str(refused.value).endswith("send a number from 1 to 5")
+    with pytest.raises(BadParameter, match=f"send a number from 0 to {MAX_RATING:g}$"):
+        parsing.parse_body({"ratings": [entry]}, FeedbackRequest)  # nothing served
+
+    accepted = parsing.parse_body({"ratings": [{**entry, "rating": 4}]}, FeedbackRequest, served)
+    assert accepted.ratings[0].rating == 4.0
+    assert asked == ["scale"]  # read for the refusal only
