@@ -34,6 +34,7 @@ __all__ = [
     "UnknownItemError",
     "UnknownJob",
     "UnknownModel",
+    "UnknownVersion",
     "UnsupportedFormat",
     "WisataError",
     "WrongModel",
@@ -230,6 +231,24 @@ class UnknownModel(WisataError, KeyError):
 
     def details(self) -> dict[str, Any]:
         return {"model": self.name}
+
+
+class UnknownVersion(WisataError, KeyError):
+    """A stored version id that the model's artifact does not have (never, or no longer)."""
+
+    status = 404
+    code = "not_found"
+
+    def __init__(self, name: str, version_id: str) -> None:
+        super().__init__(version_id)
+        self.name = name
+        self.version_id = version_id
+
+    def __str__(self) -> str:
+        return f"no stored version {self.version_id!r} of {self.name}"
+
+    def details(self) -> dict[str, Any]:
+        return {"model": self.name, "version_id": self.version_id}
 
 
 class UnknownJob(WisataError, KeyError):

@@ -18,7 +18,7 @@ from typing import Any, Final, cast
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from service.errors import TrainingInProgress, UnknownJob, WisataError
+from service.errors import TrainingInProgress, UnknownJob, UnknownVersion, WisataError
 from service.web.keys import ROUTE_LABEL
 from service.web.responses import ERROR_BODY, ErrorBody, to_json
 from service.web.telemetry import Metrics
@@ -56,6 +56,7 @@ _FOREIGN: Final[Mapping[type[Exception], tuple[int, str]]] = {
 _HINTS: Final[Mapping[type[WisataError], Callable[[Any], str]]] = {
     TrainingInProgress: lambda e: f"follow it at GET {_job_link(e.job_id)}",
     UnknownJob: lambda e: "start one with POST /api/ml/train-all",
+    UnknownVersion: lambda e: f"list the kept ones with GET /api/ml/models/{e.name}/versions",
 }
 _PREFLIGHT_MAX_AGE = "600"
 _RETRY_AFTER = "5"

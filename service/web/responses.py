@@ -77,6 +77,9 @@ class ErrorBody(TypedDict):
     reason: NotRequired[Annotated[str, Field(description="Why the model is not available.")]]
     item_id: NotRequired[Annotated[str, Field(description="The unknown item (404).")]]
     job_id: NotRequired[Annotated[str, Field(description="The job concerned (404, 409).")]]
+    version_id: NotRequired[
+        Annotated[str, Field(description="The stored version not found (404).")]
+    ]
     links: NotRequired[Annotated[dict[str, str], Field(description="Where to follow it.")]]
     allowed: NotRequired[Annotated[list[str], Field(description="The methods allowed (405).")]]
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from service.errors import UnknownModel
+from service.errors import UnknownModel, UnknownVersion
 from service.ml.recommenders import MODEL_NAMES, Hybrid, Recommender
 from service.serving import answers
 from service.serving.status import StoredArtifact
@@ -72,6 +72,7 @@ from service.web.schemas import (
     SimilarQuery,
 )
 from service.web.telemetry import CONTENT_TYPE
+from storage import NotFound
 
 __all__ = [
     "healthz",
@@ -257,7 +258,10 @@ async def rollback(request: web.Request) -> web.Response:
     version_id = (await parsing.body(request, RollbackRequest)).version_id
     registry = request.app[REGISTRY]
     before = registry.status()[name]
-    result = await registry.rollback(name, version_id)
+    try:
+        result = await registry.rollback(name, version_id)
+    except NotFound as e:
+        raise UnknownVersion(name, version_id) from e
     if result.last_error is not None and result.last_error != before.last_error:
         refused = RollbackNotServed(
             error="rollback_not_served",

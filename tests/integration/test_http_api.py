@@ -413,6 +413,37 @@ async def test_unknown_things_are_404s(serve: MakeClient, local: str) -> None:
     assert body["error"] == "not_found"
 
 
+@pytest.mark.parametrize("backend", ["local", "s3"])
+async def test_a_rollback_to_a_version_the_store_lacks_names_it_and_where_to_look(
+    serve: MakeClient,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    demo: dict[str, bytes],
+    backend: str,
+) -> None:
+    if backend == "s3":
+        endpoint: str | None = request.getfixturevalue("s3_endpoint")
+        url, env = s3_url(), {"WISATA_S3_ENDPOINT": str(endpoint)}
+    else:
+        endpoint, url, env = None, (tmp_path / "models").as_uri(), {}
+    await seed(url, demo, endpoint=endpoint)
+    client = await serve(url, **env)
+    before = await state_of(client, "content_based")
+
+    missing = "20200101T000000000000Z-deadbeef"
+    body = await call(
+        client, "POST", "/api/ml/models/content_based/rollback", 404, json={"version_id": missing}
+    )
+    assert (body["error"], body["model"], body["version_id"]) == (
+        "not_found",
+        "content_based",
+        missing,
+    )
+    assert "GET /api/ml/models/content_based/versions" in body["message"]
+    assert "versions()" not in body["message"]  # the API's words, not the storage library's
+    assert await state_of(client, "content_based") == before  # still serving what it served
+
+
 async def test_wrong_method_is_a_405_listing_the_allowed_ones(
     serve: MakeClient, local: str
 ) -> None:
