@@ -26,7 +26,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.db.location import Database
-from service.db.schema import CATEGORY_SEPARATOR, ITEMS, RATINGS, missing_tables, watch_sqlite
+from service.db.schema import (
+    CATEGORY_SEPARATOR,
+    ITEMS,
+    RATINGS,
+    create_schema,
+    missing_tables,
+    watch_sqlite,
+)
 from service.errors import DatasetError, first_line
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "as_utc",
     "connected",
     "count_since",
+    "create_tables",
     "engine",
     "read_tables",
     "write_items",
@@ -86,6 +94,23 @@ def connected(database: Database) -> Iterator[Connection]:
     try:
         with made.begin() as connection:
             yield connection
+    except SQLAlchemyError as e:
+        raise DatasetError(_failed(database, e)) from e
+    finally:
+        made.dispose()
+
+
+def create_tables(database: Database) -> list[str]:
+    """Create the schema's missing tables (idempotent); return the names of those created.
+
+    Raises
+    ------
+    DatasetError
+        If the database cannot be reached or created; the message names it.
+    """
+    made = engine(database)
+    try:
+        return create_schema(made)
     except SQLAlchemyError as e:
         raise DatasetError(_failed(database, e)) from e
     finally:

@@ -15,8 +15,7 @@ from typing import Any
 import pandas as pd
 
 from service.db import Database
-from service.db.bulk import connected, engine, read_tables, write_items, write_ratings
-from service.db.schema import create_schema
+from service.db.bulk import connected, create_tables, read_tables, write_items, write_ratings
 from service.ml.layouts import Rejected, read_folder
 from service.sample_data import SAMPLE_DATA_DIR
 
@@ -29,12 +28,14 @@ SHOWN_REJECTIONS = 20
 
 
 def init(database: Database) -> list[str]:
-    """Create the missing tables; return their names (empty when all were there)."""
-    made = engine(database)
-    try:
-        return create_schema(made)
-    finally:
-        made.dispose()
+    """Create the missing tables; return their names (empty when all were there).
+
+    Raises
+    ------
+    DatasetError
+        If the database cannot be reached or created.
+    """
+    return create_tables(database)
 
 
 def import_folder(database: Database, folder: Path) -> dict[str, Any]:
