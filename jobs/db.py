@@ -73,12 +73,23 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             report = await asyncio.to_thread(import_folder, database, Path(args.folder))
             print(_render_import(report))
         else:
-            report = await asyncio.to_thread(export_folder, database, Path(args.folder))
+            report = await _export(database, Path(args.folder))
             print(f"exported {report['items']} items and {report['ratings']} ratings to "
                   f"{report['folder']}")  # fmt: skip
     except DatasetError as e:
         raise JobError(str(e)) from e
     return ExitCode.OK
+
+
+async def _export(database: Database, folder: Path) -> dict[str, Any]:
+    try:
+        return await asyncio.to_thread(export_folder, database, folder)
+    except OSError as e:
+        at = f" at {e.filename}" if e.filename not in (None, str(folder)) else ""
+        raise JobError(
+            f"cannot write the export to {folder} ({e.strerror or e}{at}); "
+            "give a folder that can be created and written"
+        ) from e
 
 
 def _render_import(report: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import db as db_job
 from service.db import Database
 from service.db.bulk import count_since, read_tables
 from service.db.ratings import NewRating, RatingsStore
@@ -251,3 +252,42 @@ async def test_a_stopped_or_frozen_server_is_a_quick_database_unavailable(
         assert await store.count_since(None) == 0  # recovered with no restart of the store
     finally:
         await store.close()
+
+
+def test_wisata_db_export_to_a_place_it_cannot_write_says_so_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = Database.parse(f"sqlite:///{tmp_path / 'site.db'}")
+    init(database)
+    import_folder(database, SAMPLE_DATA_DIR)
+    monkeypatch.setenv("WISATA_DATA", database.url.render_as_string(hide_password=False))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+
+    status = db_job.main(["export", str(blocker / "export")])
+
+    printed = capsys.readouterr().err
+    assert status == 1
+    assert printed.startswith(f"error: cannot write the export to {blocker / 'export'}")
+    assert "give a folder that can be created and written" in printed
+    assert "Traceback" not in printed
+    assert blocker.read_text() == "not a folder"  # nothing overwritten
+    assert db_job.main(["export", str(tmp_path / "export")]) == 0  # and a writable one works
+    assert (tmp_path / "export" / "ratings.csv").is_file()
+
+
+def test_wisata_db_init_of_a_database_it_cannot_open_says_so_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    url = f"sqlite:///{blocker / 'site.db'}"
+    monkeypatch.setenv("WISATA_DATA", url)
+
+    status = db_job.main(["init"])
+
+    printed = capsys.readouterr().err
+    assert status == 1
+    assert printed.startswith(f"error: cannot use {url}")
+    assert "check WISATA_DATA" in printed
+    assert "Traceback" not in printed
