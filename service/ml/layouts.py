@@ -173,7 +173,11 @@ class _Reader:
             ) from e
         except pd.errors.EmptyDataError as e:
             raise DatasetError(f"{path}: the file is empty; expected a header and rows") from e
-        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise DatasetError(
+                f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file as UTF-8 CSV"
+            ) from e
+        except pd.errors.ParserError as e:
             raise DatasetError(
                 f"{path}: cannot parse the CSV ({first_line(e)}); fix that row"
             ) from e

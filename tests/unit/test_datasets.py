@@ -159,6 +159,15 @@ def test_bad_rating_files_are_refused_with_location(
         load_dataset(wisata(tmp_path, ratings=ratings))
 
 
+def test_an_items_file_that_is_not_utf8_is_refused_saying_so(tmp_path: Path) -> None:
+    folder = wisata(tmp_path)
+    latin = WISATA_ITEMS.replace("Ancol", "Caf\u00e9 Ancol")
+    (folder / "items.csv").write_bytes(latin.encode("latin-1"))
+    refused = r"items\.csv: not UTF-8 text \(byte \d+: .*save the file as UTF-8"
+    with pytest.raises(DatasetError, match=refused):
+        load_dataset(folder)
+
+
 def test_bad_item_files_are_refused_with_location(tmp_path: Path) -> None:
     duplicate = WISATA_ITEMS + "2,Ancol lagi,x,Bahari,Jakarta,0\n"
     with pytest.raises(DatasetError, match=r"items\.csv, line 5, column id: id '2' appears twice"):
