@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -249,6 +250,12 @@ class Config(BaseSettings):
         if is_database(value):
             Database.parse(value)  # its ValueError says what a URL should look like
             return value
+        if "://" in value:  # a URL of something else (mysql://, file://...): not a folder
+            scheme = value.split("://", 1)[0]
+            raise ValueError(
+                f"{scheme}:// is not a dataset source; give a folder as a plain path, or a "
+                "database as sqlite:///path/to/wisata.db or postgresql://user@host:5432/wisata"
+            )
         return str(Path(value).expanduser())
 
     @field_validator("spark_master")
@@ -297,10 +304,18 @@ def _config_error(config: type[Config], error: ValidationError) -> ConfigError:
     field = config.model_fields.get(name)
     variable = _variable(name)
     secret = field is not None and not field.repr
-    given = variable if secret else f"{variable}={first['input']}"
+    given = variable if secret else f"{variable}={_masked(first['input'])}"
     example = field.examples[0] if field and field.examples and "e.g." not in reason else None
     hint = f"; e.g. {variable}={example}" if example is not None else ""
     return ConfigError(f"{given}: {reason}{hint}")
+
+
+def _masked(value: object) -> str:
+    """A value as an error shows it, a URL's password replaced by ``***`` (logs keep errors)."""
+    return _PASSWORD.sub(r"\1***@", str(value))
+
+
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
 
 def _variable(name: str) -> str:

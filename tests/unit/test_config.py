@@ -94,6 +94,8 @@ def test_secrets_stay_out_of_repr() -> None:
         ("WISATA_RESPONSE_CACHE", "-1"),
         ("WISATA_RESPONSE_CACHE", "lots"),
         ("WISATA_RESPONSE_CACHE", "99999999"),
+        ("WISATA_DATA", "mysql://site@db/wisata"),
+        ("WISATA_DATA", "file:///srv/data"),
         ("WISATA_STORAGE", "s3://Bad_Bucket/x"),
         ("WISATA_STORAGE", "ftp://host/models"),
         ("WISATA_S3_ENDPOINT", "minio:9000"),
@@ -171,3 +173,15 @@ def test_serve_rejects_a_port_flag_out_of_range(
     assert main(["--port", "70000"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--port" in err
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://site:s3cr3t@db.example/", "mysql://site:s3cr3t@db.example/wisata"]
+)
+def test_a_bad_database_url_is_shown_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"WISATA_DATA": url})
+    shown = str(caught.value)
+    assert shown.startswith("WISATA_DATA=")
+    assert "s3cr3t" not in shown
+    assert "site:***@db.example" in shown
