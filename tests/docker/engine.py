@@ -53,6 +53,16 @@ LOCAL_CAS = Path("/usr/local/share/ca-certificates")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 SCRATCH_SIZE = "64G"  # sparse: only what the engine writes takes room
+# A build that failed on one of these reached no package index (a DNS or connection blip, seen
+# once in a CI run: "Temporary failure in name resolution" for files.pythonhosted.org): it is
+# run again, resuming from the layers that finished. Any other failure fails at once.
+NETWORK_FAILURES = (
+    "Temporary failure in name resolution",
+    "Max retries exceeded",
+    "Connection reset by peer",
+    "Read timed out",
+)
+BUILD_ATTEMPTS = 3
 
 
 class EngineUnavailable(Exception):
@@ -388,7 +398,16 @@ class DockerEngine:
         command = ["build", "--network=host", "--file", str(dockerfile), "--tag", tag]
         for key, value in args.items():
             command += ["--build-arg", f"{key}={value}"]
-        self.docker(*command, str(context), timeout=1800)
+        for attempt in range(1, BUILD_ATTEMPTS + 1):
+            try:
+                self.docker(*command, str(context), timeout=1800)
+                break
+            except RuntimeError as failed:
+                if attempt == BUILD_ATTEMPTS or not any(
+                    blip in str(failed) for blip in NETWORK_FAILURES
+                ):
+                    raise
+                time.sleep(15 * attempt)
         seconds = time.monotonic() - started
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
