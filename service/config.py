@@ -310,12 +310,12 @@ def _config_error(config: type[Config], error: ValidationError) -> ConfigError:
     return ConfigError(f"{given}: {reason}{hint}")
 
 
+_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
 def _masked(value: object) -> str:
     """A value as an error shows it, a URL's password replaced by ``***`` (logs keep errors)."""
     return _PASSWORD.sub(r"\1***@", str(value))
-
-
-_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
 
 
 def _variable(name: str) -> str:

@@ -20,7 +20,7 @@ from pydantic_core import CoreSchema
 
 from service.web.responses import ErrorBody
 from service.web.routes import PAGES, ROUTES, PageSpec, PathParameter, RouteSpec
-from service.web.schemas import RATED
+from service.web.schemas import bound_ratings
 
 __all__ = ["OPENAPI_VERSION", "build_document"]
 
@@ -209,10 +209,7 @@ def build_document(
     routes = list(routes)
     components = _Components(routes)
     if rating_scale is not None:
-        for name in RATED:
-            rating = components.schemas.get(name, {}).get("properties", {}).get("rating")
-            if rating is not None:
-                rating["minimum"], rating["maximum"] = rating_scale
+        bound_ratings(components.schemas, rating_scale)
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, components)

@@ -21,7 +21,7 @@ from pydantic_core import ErrorDetails
 
 from service.errors import BadParameter, RatingOutOfScale, first_line
 from service.serving.registry import Registry
-from service.web.schemas import NOT_BLANK
+from service.web.schemas import NOT_BLANK, bound_ratings
 
 __all__ = ["PARSED_QUERIES", "body", "check_scale", "parse_body", "parse_query", "query"]
 
@@ -127,9 +127,7 @@ def _bad_parameter(
     # In a query string only a repeated name gives a list (parse_query collects its values).
     if from_query and isinstance(first["input"], list):
         return BadParameter(_name(loc), "given more than once; give it once")
-    expected = _expected(model, loc)
-    if rating_scale is not None and loc and loc[-1] == "rating":
-        expected = f"a number from {rating_scale[0]:g} to {rating_scale[1]:g}"
+    expected = _expected(model, loc, rating_scale)
     return BadParameter(_name(loc), f"{_problem(first)}; send {expected}")
 
 
@@ -170,13 +168,19 @@ def _shown(value: object) -> str:
 
 
 @functools.cache
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema()
+def _schema(model: type[BaseModel], rating_scale: Scale | None = None) -> dict[str, Any]:
+    """The model's JSON Schema, its ratings bounded as the served document bounds them."""
+    schema = model.model_json_schema()
+    if rating_scale is not None:
+        bound_ratings(schema.get("$defs", {}), rating_scale)
+    return schema
 
 
-def _expected(model: type[BaseModel], loc: Sequence[int | str]) -> str:
+def _expected(
+    model: type[BaseModel], loc: Sequence[int | str], rating_scale: Scale | None = None
+) -> str:
     """What the model's JSON Schema accepts at ``loc``, in words."""
-    root = _schema(model)
+    root = _schema(model, rating_scale)
     definitions = root.get("$defs", {})
     node: Mapping[str, Any] = root
     for part in loc:

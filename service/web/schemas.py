@@ -14,7 +14,7 @@ exactly what ``str.strip()`` means, as the hand-written checks did.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Final, Literal, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, get_type_hints
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -44,6 +44,7 @@ __all__ = [
     "RecommendationsQuery",
     "RollbackRequest",
     "SimilarQuery",
+    "bound_ratings",
 ]
 
 # --- limits, enums and defaults -----------------------------------------------------------------
@@ -186,6 +187,18 @@ RatingValue = Annotated[
 ]
 RATED: Final = ("Rating", "Feedback")
 """The schemas whose ``rating`` bounds the served models' scale sets in the document."""
+
+
+def bound_ratings(schemas: Mapping[str, dict[str, Any]], scale: tuple[float, float]) -> None:
+    """Give the ``rating`` of each :data:`RATED` schema among ``schemas`` the bounds ``scale``.
+
+    In place; ``schemas`` maps names to JSON Schemas (the document's components, or a model's
+    ``$defs``), so the document and the messages refusing a rating name the same bounds.
+    """
+    for name in RATED:
+        rating = schemas.get(name, {}).get("properties", {}).get("rating")
+        if rating is not None:
+            rating["minimum"], rating["maximum"] = scale
 
 
 class Rating(_Request):

@@ -93,6 +93,16 @@ def s3_url() -> str:
     return f"s3://test-{uuid.uuid4().hex[:16]}/wisata"
 
 
+def versioned_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str, str | None, dict[str, str]]:
+    """A new versioned store on ``backend`` ("local" or "s3"): URL, S3 endpoint, variables."""
+    if backend == "s3":
+        endpoint: str = request.getfixturevalue("s3_endpoint")
+        return s3_url(), endpoint, {"WISATA_S3_ENDPOINT": endpoint}
+    return (tmp_path / "models").as_uri(), None, {}
+
+
 @pytest.fixture
 def serve(aiohttp_client: Any) -> MakeClient:
     """Start the service on a store URL with extra ``WISATA_*`` variables; return its client."""
@@ -421,11 +431,7 @@ async def test_a_rollback_to_a_version_the_store_lacks_names_it_and_where_to_loo
     demo: dict[str, bytes],
     backend: str,
 ) -> None:
-    if backend == "s3":
-        endpoint: str | None = request.getfixturevalue("s3_endpoint")
-        url, env = s3_url(), {"WISATA_S3_ENDPOINT": str(endpoint)}
-    else:
-        endpoint, url, env = None, (tmp_path / "models").as_uri(), {}
+    url, endpoint, env = versioned_store(backend, request, tmp_path)
     await seed(url, demo, endpoint=endpoint)
     client = await serve(url, **env)
     before = await state_of(client, "content_based")
@@ -651,11 +657,7 @@ async def test_rollback_restores_and_serves_an_older_version(
     other_content: bytes,
     backend: str,
 ) -> None:
-    if backend == "s3":
-        endpoint: str | None = request.getfixturevalue("s3_endpoint")
-        url, env = s3_url(), {"WISATA_S3_ENDPOINT": str(endpoint)}
-    else:
-        endpoint, url, env = None, (tmp_path / "models").as_uri(), {}
+    url, endpoint, env = versioned_store(backend, request, tmp_path)
     await seed(url, demo, endpoint=endpoint)
     await seed(url, {"content_based": other_content}, endpoint=endpoint)
     client = await serve(url, **env)
